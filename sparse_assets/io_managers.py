@@ -1,0 +1,144 @@
+"""IO managers: every read and write of `dataset/` goes through these (pickle, JSON, model folder).
+
+They are `UPathIOManager`s, so the root may be a local folder or any fsspec URL (``s3://bucket/ds``,
+``memory://ds``). Paths follow `sparse_assets.layout`. Writes are atomic and recorded in
+`metadata.json` (asset key, path, run id, time, bytes, sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from upath import UPath
+
+from sparse_assets.layout import asset_path
+from sparse_assets.storage import atomic_replace_folder, atomic_write_bytes, atomic_write_json, record_artifact
+from sparse_assets.tables import sample_markdown
+
+SAMPLE_ROWS = 5
+
+
+@dataclass
+class WithSidecars:
+    """An asset value plus JSON side files written next to it (e.g. idf.json beside the pickle).
+    Downstream assets load only `value`."""
+
+    value: Any
+    sidecars: dict[str, Any] = field(default_factory=dict)
+
+
+class MissingArtifactError(FileNotFoundError):
+    pass
+
+
+class CorruptArtifactError(ValueError):
+    pass
+
+
+class _DatasetIOManager(dg.UPathIOManager):
+    """Shared behaviour: layout paths, atomic writes, metadata.json, readable metadata."""
+
+    format_name = ""
+
+    def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        return UPath(asset_path(context.asset_key.path[-1]))
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        value, sidecars = (obj.value, obj.sidecars) if isinstance(obj, WithSidecars) else (obj, {})
+        for name, sidecar in sidecars.items():
+            atomic_write_json(path.parent / name, sidecar)
+        self.write(value, path)
+        entry = record_artifact(self._base_path, context.asset_key.to_user_string(), asset_path(context.asset_key.path[-1]), context.run_id)
+        context.add_output_metadata(
+            {
+                "bytes": dg.MetadataValue.int(entry["bytes"]),
+                "sha256": dg.MetadataValue.text(entry["sha256"]),
+                **({"sidecars": dg.MetadataValue.text(", ".join(sidecars))} if sidecars else {}),
+                **describe_value(value),
+            }
+        )
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        if not path.exists():
+            raise MissingArtifactError(
+                f"upstream artifact {context.asset_key.to_user_string()!r} is missing at {path}; "
+                f"materialize it first (e.g. `make run`, or select it in the UI and click Materialize)"
+            )
+        try:
+            return self.read(path)
+        except (ValueError, pickle.UnpicklingError, EOFError, UnicodeDecodeError, AttributeError) as error:
+            raise CorruptArtifactError(
+                f"{path} is not a readable {self.format_name} artifact ({type(error).__name__}: {error}); "
+                f"re-materialize {context.asset_key.to_user_string()!r} to rewrite it"
+            ) from error
+
+    def write(self, value: Any, path: UPath) -> None:
+        raise NotImplementedError
+
+    def read(self, path: UPath) -> Any:
+        raise NotImplementedError
+
+
+class PickleIOManager(_DatasetIOManager):
+    format_name = "pickle"
+
+    def write(self, value: Any, path: UPath) -> None:
+        atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def read(self, path: UPath) -> Any:
+        return pickle.loads(path.read_bytes())
+
+
+class JsonIOManager(_DatasetIOManager):
+    format_name = "JSON"
+
+    def write(self, value: Any, path: UPath) -> None:
+        atomic_write_json(path, value)
+
+    def read(self, path: UPath) -> Any:
+        return json.loads(path.read_bytes().decode("utf-8"))
+
+
+class ModelFolderIOManager(_DatasetIOManager):
+    """Assets return a local folder (a model saved by its library); it is copied into place
+    atomically. Loading gives a local folder Path (downloaded first when the root is remote)."""
+
+    format_name = "model folder"
+
+    def write(self, value: Any, path: UPath) -> None:
+        atomic_replace_folder(Path(value), path)
+
+    def read(self, path: UPath) -> Path:
+        if not path.is_dir():
+            raise ValueError("not a folder")
+        if getattr(path, "protocol", "") in ("", "file", "local"):
+            return Path(path)
+        local = Path(tempfile.mkdtemp(prefix="sparse_assets_model_")) / path.name
+        path.fs.get(path.path, str(local), recursive=True)
+        return local
+
+
+def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
+    """Counts and a sample table for lists of records and dicts."""
+    if isinstance(value, list):
+        return {"records": dg.MetadataValue.int(len(value)), "sample": dg.MetadataValue.md(sample_markdown(value[:SAMPLE_ROWS]))}
+    if isinstance(value, dict):
+        head = [{"key": str(k), "value": str(v)[:120]} for k, v in list(value.items())[:SAMPLE_ROWS]]
+        return {"entries": dg.MetadataValue.int(len(value)), "sample": dg.MetadataValue.md(sample_markdown(head))}
+    return {}
+
+
+def io_managers(base_path: str) -> dict[str, dg.IOManager]:
+    """The three IO managers over one dataset root, under the keys the assets use."""
+    root = UPath(base_path)
+    return {
+        "pickle_io_manager": PickleIOManager(base_path=root),
+        "json_io_manager": JsonIOManager(base_path=root),
+        "model_io_manager": ModelFolderIOManager(base_path=root),
+    }

@@ -1,0 +1,132 @@
+"""Pseudo-queries from documents and negative mining (BM25 hard negatives + random negatives).
+
+How the pseudo-queries are made (one record per kind, per document, when the kind applies):
+- ``title``: the document title alone, only when no other document shares it (else it is ambiguous).
+- ``lead``: the nouns of the document's first sentence (Kiwi NNG/NNP), in order, at most ``max_terms``.
+- ``keynoun``: the title plus the ``max_terms`` nouns of one other sentence (seeded choice) that are
+  rarest in the corpus (highest document-frequency IDF), in sentence order.
+Queries are keyword-style on purpose: they are never copied sentences, and real questions are
+evaluation only (``eval_queries``); the LLM step adds natural questions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sparse_assets.bm25 import KiwiBM25
+from sparse_assets.korean import iter_sentences, nouns
+from sparse_assets.records import Document, QDPair
+
+QUERY_KINDS = ("title", "lead", "keynoun")
+
+
+@dataclass(frozen=True)
+class PseudoQuerySettings:
+    kinds: tuple[str, ...] = QUERY_KINDS
+    max_terms: int = 5
+    min_terms: int = 2
+    hard_negatives: int = 3
+    random_negatives: int = 1
+    bm25_depth: int = 30
+    seed: int = 13
+
+
+def document_bm25(documents: Sequence[Document]) -> KiwiBM25:
+    """BM25 over each document's title and text."""
+    return KiwiBM25([d["id"] for d in documents], [f"{d['title']} {d['text']}" for d in documents])
+
+
+def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings) -> list[tuple[str, str, str]]:
+    """(query, positive_id, kind) for every document and applicable kind, deduplicated by query text."""
+    unknown = set(settings.kinds) - set(QUERY_KINDS)
+    if unknown:
+        raise ValueError(f"unknown pseudo-query kinds {sorted(unknown)}; choose from {QUERY_KINDS}")
+    rng = random.Random(settings.seed)
+    title_counts = Counter(d["title"] for d in documents)
+    doc_sentences = iter_sentences([d["text"] for d in documents])
+    flat = [s for sents in doc_sentences for s in sents]
+    flat_nouns = iter(nouns(flat))
+    sentence_nouns = [[next(flat_nouns) for _ in sents] for sents in doc_sentences]
+    idf = _noun_idf(sentence_nouns)
+
+    out: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for doc, per_sentence in zip(documents, sentence_nouns):
+        for kind in settings.kinds:
+            query = _make_query(kind, doc, per_sentence, idf, title_counts, settings, rng)
+            if query and query not in seen:
+                seen.add(query)
+                out.append((query, doc["id"], kind))
+    return out
+
+
+def _noun_idf(sentence_nouns: list[list[list[str]]]) -> dict[str, float]:
+    df = Counter(noun for doc in sentence_nouns for noun in {n for sent in doc for n in sent})
+    n_docs = max(len(sentence_nouns), 1)
+    return {noun: math.log(1 + n_docs / count) for noun, count in df.items()}
+
+
+def _make_query(
+    kind: str,
+    doc: Document,
+    per_sentence: list[list[str]],
+    idf: dict[str, float],
+    title_counts: Counter,
+    settings: PseudoQuerySettings,
+    rng: random.Random,
+) -> str | None:
+    if kind == "title":
+        return doc["title"] if doc["title"] and title_counts[doc["title"]] == 1 else None
+    if kind == "lead":
+        terms = list(dict.fromkeys(per_sentence[0]))[: settings.max_terms] if per_sentence else []
+        return " ".join(terms) if len(terms) >= settings.min_terms else None
+    candidates = [sent for sent in per_sentence[1:] if len(set(sent)) >= settings.min_terms]
+    if not candidates:
+        return None
+    sentence = list(dict.fromkeys(rng.choice(candidates)))
+    rarest = set(sorted(sentence, key=lambda n: -idf.get(n, 0.0))[: settings.max_terms])
+    terms = [n for n in sentence if n in rarest and n not in doc["title"]]
+    return " ".join([doc["title"], *terms]) if len(terms) >= settings.min_terms else None
+
+
+def mine_negatives(
+    queries: Sequence[str],
+    positive_ids: Sequence[str],
+    documents: Sequence[Document],
+    bm25: KiwiBM25,
+    settings: PseudoQuerySettings,
+) -> list[list[str]]:
+    """Per query: up to ``hard_negatives`` BM25 top hits that are not the positive (nor a document
+    with the positive's exact text), then ``random_negatives`` random other documents."""
+    rng = random.Random(settings.seed)
+    text_of = {d["id"]: d["text"] for d in documents}
+    all_ids = list(text_of)
+    hits = bm25.search(list(queries), k=settings.bm25_depth)
+    negatives = []
+    for positive, ranked in zip(positive_ids, hits):
+        same_text = text_of[positive]
+        hard = [doc_id for doc_id, _ in ranked if doc_id != positive and text_of[doc_id] != same_text]
+        chosen = hard[: settings.hard_negatives]
+        pool_size = len(all_ids) - 1 - len(chosen)
+        for _ in range(min(settings.random_negatives, max(pool_size, 0))):
+            pick = rng.choice(all_ids)
+            while pick == positive or pick in chosen:
+                pick = rng.choice(all_ids)
+            chosen.append(pick)
+        negatives.append(chosen)
+    return negatives
+
+
+def build_pairs(documents: Sequence[Document], settings: PseudoQuerySettings, source: str = "pseudo") -> list[QDPair]:
+    """Pseudo-queries with their positives and mined negatives, ready for training."""
+    triples = pseudo_queries(documents, settings)
+    bm25 = document_bm25(documents)
+    negatives = mine_negatives([q for q, _, _ in triples], [p for _, p, _ in triples], documents, bm25, settings)
+    return [
+        QDPair(query=query, positive_id=positive, negative_ids=negs, source=f"{source}:{kind}")
+        for (query, positive, kind), negs in zip(triples, negatives)
+    ]

@@ -1,0 +1,36 @@
+"""Record shapes shared by every stage (the contract of `dataset/`, see DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class Document(TypedDict):
+    """One retrievable passage."""
+
+    id: str
+    title: str
+    text: str
+    source: str
+    date: NotRequired[str]
+
+
+class QDPair(TypedDict):
+    """A training query with its positive document and mined hard negatives."""
+
+    query: str
+    positive_id: str
+    negative_ids: list[str]
+    source: str
+    generator: NotRequired[str]
+    filter_scores: NotRequired[dict[str, float]]
+
+
+class EvalQuery(TypedDict):
+    """A held-out question (human where the corpus has them), evaluation only."""
+
+    id: str
+    query: str
+    positive_id: str
+    source: str
+    human: bool

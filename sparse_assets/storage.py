@@ -1,0 +1,152 @@
+"""Atomic artifact writes and the `metadata.json` index of every artifact (no Dagster here).
+
+Every write goes to a temporary sibling first and is renamed into place, so a crash leaves either
+the previous artifact or the new one, never half of one. Paths are `UPath`s, so the same code
+writes to local disk or any fsspec filesystem (``memory://``, ``s3://``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from upath import UPath
+
+from sparse_assets.layout import METADATA_FILE
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def _temp_sibling(path: UPath) -> UPath:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_bytes(path: UPath, data: bytes) -> None:
+    """Write `data` to `path` through a temporary sibling and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(path)
+    if _is_local(path):
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    else:
+        tmp.write_bytes(data)
+        tmp.fs.mv(tmp.path, path.path)
+
+
+def atomic_write_json(path: UPath, value: Any) -> None:
+    atomic_write_bytes(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+def atomic_replace_folder(source: Path, target: UPath) -> None:
+    """Copy the local folder `source` into place at `target`, replacing what was there only once
+    the copy is complete."""
+    if not source.is_dir():
+        raise FileNotFoundError(f"model folder {source} does not exist or is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _temp_sibling(target)
+    if _is_local(target):
+        shutil.copytree(source, staging)
+        retired = _temp_sibling(target)
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        target.fs.put(str(source), staging.path, recursive=True)
+        if target.exists():
+            target.fs.rm(target.path, recursive=True)
+        target.fs.mv(staging.path, target.path, recursive=True)
+
+
+def content_hash(path: UPath) -> tuple[str, int]:
+    """(sha256, bytes) of a file, or of a folder's files (relative path + content, sorted)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        total = 0
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            data = file.read_bytes()
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(hashlib.sha256(data).digest())
+            total += len(data)
+        return digest.hexdigest(), total
+    data = path.read_bytes()
+    digest.update(data)
+    return digest.hexdigest(), len(data)
+
+
+@contextlib.contextmanager
+def _index_lock(root: UPath) -> Iterator[None]:
+    """Serialise read-modify-write of metadata.json between processes (local disk only)."""
+    if not _is_local(root):
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(Path(root) / ".metadata.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class CorruptIndexError(ValueError):
+    pass
+
+
+def read_index(root: UPath) -> dict[str, dict[str, Any]]:
+    """The artifact entries of `root/metadata.json`, keyed by asset key ({} when there is none)."""
+    index_path = root / METADATA_FILE
+    if not index_path.exists():
+        return {}
+    try:
+        return json.loads(index_path.read_text(encoding="utf-8"))["artifacts"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CorruptIndexError(
+            f"{index_path} is not a valid metadata index ({error}); delete it and re-materialize, "
+            "or restore it from backup"
+        ) from error
+
+
+def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None) -> dict[str, Any]:
+    """Hash the artifact at `root/relative_path` and add or replace its entry in metadata.json."""
+    sha256, size = content_hash(root / relative_path)
+    entry = {
+        "asset_key": asset_key,
+        "path": relative_path,
+        "run_id": run_id,
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "bytes": size,
+        "sha256": sha256,
+    }
+    with _index_lock(root):
+        artifacts = read_index(root)
+        artifacts[asset_key] = entry
+        atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+    return entry
+
+
+def forget_artifacts(root: UPath, subdir: str) -> list[str]:
+    """Drop the metadata.json entries of every artifact under `subdir`; returns their keys."""
+    with _index_lock(root):
+        artifacts = read_index(root)
+        gone = [key for key, entry in artifacts.items() if entry["path"].startswith(subdir.rstrip("/") + "/")]
+        for key in gone:
+            del artifacts[key]
+        if gone:
+            atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+    return gone

@@ -1,0 +1,93 @@
+"""A real materialization of the base_model group on KorQuAD dev slices (and the bad-input paths)."""
+
+import json
+import pickle
+
+import dagster as dg
+import pytest
+
+from sparse_assets.assets.base_model import base_assets, base_checks
+from sparse_assets.definitions import build_definitions
+from sparse_assets_tests.conftest import korquad_slice
+
+
+def materialize_base(root, sources, cache, **kwargs):
+    defs = build_definitions(root, sources, cache_dir=cache)
+    return dg.materialize([*base_assets, *base_checks], resources=defs.resources, **kwargs)
+
+
+def test_base_group_on_korquad(tmp_path, korquad_small, model_cache):
+    root = tmp_path / "dataset"
+    result = materialize_base(root, [str(korquad_small)], model_cache)
+    assert result.success
+    docs = json.loads((root / "base_model/documents.json").read_text())
+    queries = json.loads((root / "base_model/eval_queries.json").read_text())
+    raw = json.loads(korquad_small.read_text())
+    paragraphs = {p["context"] for a in raw["data"] for p in a["paragraphs"]}
+    questions = sum(len(p["qas"]) for a in raw["data"] for p in a["paragraphs"])
+    assert len(docs) == len(paragraphs)
+    assert len(queries) == questions and all(q["human"] for q in queries)
+    assert {q["positive_id"] for q in queries} <= {d["id"] for d in docs}
+
+    idf_by_id = pickle.loads((root / "base_model/idf_statistics.pkl").read_bytes())
+    idf_json = json.loads((root / "base_model/idf.json").read_text())
+    assert len(idf_by_id) == len(idf_json) > 500
+    assert all(value > 0 for value in idf_json.values())
+
+    pairs = pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())
+    assert len(pairs) >= len(docs)
+    assert not {p["query"] for p in pairs} & {q["query"] for q in queries}
+    synonyms = json.loads((root / "base_model/bilingual_synonyms.json").read_text())
+    assert len(synonyms) > 100
+
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["overlapping_queries"].value == 0
+    meta = result.asset_materializations_for_node("documents")
+    by_key = {m.asset_key.to_user_string(): m.metadata for m in meta}
+    assert by_key["documents"]["documents"].value == len(docs)
+    assert by_key["eval_queries"]["human_questions"].value is True
+    index = json.loads((root / "metadata.json").read_text())["artifacts"]
+    assert set(index) == {"documents", "eval_queries", "idf_statistics", "qd_pairs_base", "bilingual_synonyms"}
+
+
+def test_a_corpus_without_questions_falls_back_to_pseudo_queries_and_says_so(tmp_path, model_cache):
+    root = tmp_path / "dataset"
+    result = materialize_base(root, ["embedded"], model_cache)
+    assert result.success
+    queries = json.loads((root / "base_model/eval_queries.json").read_text())
+    assert queries and not any(q["human"] for q in queries)
+    meta = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("documents")}
+    assert meta["eval_queries"]["kind"].value.startswith("held-out pseudo-queries")
+    pairs = pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())
+    assert not {p["query"] for p in pairs} & {q["query"] for q in queries}
+
+
+def test_mixed_sources_are_counted_per_source(tmp_path, model_cache):
+    first = korquad_slice(tmp_path / "a.json", articles=2)
+    second = korquad_slice(tmp_path / "b.json", articles=2, start=2)
+    result = materialize_base(tmp_path / "dataset", [str(first), str(second)], model_cache, selection=["documents", "eval_queries"])
+    per_source = result.asset_materializations_for_node("documents")[0].metadata["per_source"].value
+    assert str(first) in per_source and str(second) in per_source
+
+
+@pytest.mark.parametrize(
+    "make_source, message",
+    [
+        (lambda tmp: str(tmp / "missing.json"), "does not exist"),
+        (lambda tmp: _write(tmp / "english.jsonl", '{"text": "Only English words in this long enough document."}\n'), "no documents left after filtering"),
+    ],
+)
+def test_bad_input_fails_with_one_message_and_keeps_earlier_artifacts(tmp_path, korquad_small, model_cache, make_source, message):
+    root = tmp_path / "dataset"
+    assert materialize_base(root, [str(korquad_small)], model_cache).success
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    result = materialize_base(root, [make_source(tmp_path)], model_cache, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert message in failure.step_failure_data.error.to_string()
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)

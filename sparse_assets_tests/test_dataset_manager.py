@@ -1,0 +1,78 @@
+"""The seed's DatasetManager API and the `sparse-assets summary / check / clear` verbs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from upath import UPath
+
+from sparse_assets.cli import main
+from sparse_assets.dataset_manager import DatasetManager
+from sparse_assets.storage import atomic_write_json, read_index, record_artifact
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "dataset"
+    for relative, value in [("base_model/documents.json", [{"id": "d1"}]), ("llm_generated/enhanced_synonyms.json", {"학교": ["school"]})]:
+        atomic_write_json(UPath(root / relative), value)
+        record_artifact(UPath(root), relative.split("/")[1].split(".")[0], relative, "run-1")
+    model = root / "base_model/neural_sparse_v1_model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return root
+
+
+def test_summary_reports_status_of_every_artifact(dataset, capsys):
+    (dataset / "base_model/documents.json").write_text("[]")  # changed behind the index's back
+    (dataset / "llm_generated/enhanced_synonyms.json").unlink()  # deleted behind its back
+    rows = {row["name"]: row for row in DatasetManager(dataset).artifacts()}
+    assert rows["documents.json"]["status"] == "modified"
+    assert rows["enhanced_synonyms.json"]["status"] == "missing"
+    assert rows["neural_sparse_v1_model"]["status"] == "untracked"
+    assert set(rows) == {"documents.json", "enhanced_synonyms.json", "neural_sparse_v1_model"}
+    DatasetManager(dataset).print_summary()
+    out = capsys.readouterr().out
+    assert "| base_model | documents.json | documents |" in out and "missing" in out
+
+
+def test_check_data_exists_and_dependencies(dataset, capsys):
+    manager = DatasetManager(dataset)
+    assert manager.check_data_exists("documents.json", "base_model")
+    assert not manager.check_data_exists("qd_pairs_base.pkl", "base_model")
+    assert manager.check_dependencies([("base_model", "documents.json")])
+    assert not manager.check_dependencies([("base_model", "documents.json"), ("base_model", "idf_statistics.pkl")])
+    assert "missing: " in capsys.readouterr().out
+
+
+def test_clear_refuses_without_confirm_and_forgets_entries_with_it(dataset, capsys):
+    manager = DatasetManager(dataset)
+    assert manager.clear_subdirectory("llm_generated") is False
+    assert "confirm=True" in capsys.readouterr().out
+    assert (dataset / "llm_generated").exists()
+    assert manager.clear_subdirectory("llm_generated", confirm=True) is True
+    assert not (dataset / "llm_generated").exists()
+    assert set(read_index(UPath(dataset))) == {"documents"}
+    with pytest.raises(ValueError, match="not a subdirectory"):
+        manager.clear_subdirectory("..", confirm=True)
+
+
+def test_cli_verbs(dataset, capsys):
+    assert main(["--dataset", str(dataset), "summary"]) == 0
+    assert "documents.json" in capsys.readouterr().out
+    assert main(["--dataset", str(dataset), "check", "base_model/documents.json"]) == 0
+    assert main(["--dataset", str(dataset), "check", "base_model/documents.json", "base_model/idf_statistics.pkl"]) == 1
+    assert "some artifacts are missing" in capsys.readouterr().out
+    assert main(["--dataset", str(dataset), "clear", "llm_generated"]) == 1
+    assert (dataset / "llm_generated").exists()
+    assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes"]) == 0
+    assert not (dataset / "llm_generated").exists()
+
+
+def test_console_script_and_a_corrupt_index(dataset):
+    (dataset / "metadata.json").write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "--dataset", str(dataset), "summary"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "metadata.json is not a valid metadata index" in done.stderr and "Traceback" not in done.stderr
+    json.loads((dataset / "base_model/documents.json").read_text())  # artifacts untouched

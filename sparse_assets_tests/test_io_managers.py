@@ -1,0 +1,135 @@
+"""IO managers: layout paths, round trips, metadata.json, atomic writes under SIGKILL, clear errors."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from upath import UPath
+
+from sparse_assets.io_managers import WithSidecars, io_managers
+from sparse_assets.storage import content_hash, read_index
+
+DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]
+
+
+@dg.asset(io_manager_key="json_io_manager")
+def documents():
+    return DOCS
+
+
+@dg.asset(io_manager_key="pickle_io_manager")
+def idf_statistics(documents):
+    return WithSidecars(value={5: 1.25, 7: 0.5}, sidecars={"idf.json": {"▁본문": 1.25}})
+
+
+@dg.asset(io_manager_key="model_io_manager")
+def neural_sparse_v1_model(idf_statistics):
+    return Path(os.environ["TEST_MODEL_SOURCE"])
+
+
+@dg.asset(io_manager_key="pickle_io_manager")
+def qd_pairs_base(documents, idf_statistics, neural_sparse_v1_model):
+    assert isinstance(neural_sparse_v1_model, Path) and (neural_sparse_v1_model / "config.json").exists()
+    return [{"query": "q", "positive_id": documents[0]["id"], "negative_ids": [], "source": "t", "idf": idf_statistics[5]}]
+
+
+ALL = [documents, idf_statistics, neural_sparse_v1_model, qd_pairs_base]
+
+
+@pytest.fixture
+def model_source(tmp_path, monkeypatch):
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "weights.bin").write_bytes(os.urandom(2048))
+    monkeypatch.setenv("TEST_MODEL_SOURCE", str(folder))
+    return folder
+
+
+def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
+    root = tmp_path / "dataset"
+    result = dg.materialize(ALL, resources=io_managers(str(root)))
+    assert result.success
+    assert json.loads((root / "base_model/documents.json").read_text()) == DOCS
+    assert pickle.loads((root / "base_model/idf_statistics.pkl").read_bytes()) == {5: 1.25, 7: 0.5}
+    assert json.loads((root / "base_model/idf.json").read_text()) == {"▁본문": 1.25}
+    assert (root / "base_model/neural_sparse_v1_model/weights.bin").read_bytes() == (model_source / "weights.bin").read_bytes()
+    assert pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())[0]["idf"] == 1.25
+    index = read_index(UPath(root))
+    assert set(index) == {"documents", "idf_statistics", "neural_sparse_v1_model", "qd_pairs_base"}
+    for entry in index.values():
+        assert (entry["sha256"], entry["bytes"]) == content_hash(UPath(root / entry["path"]))
+        assert entry["run_id"] == result.run_id and entry["time"]
+    metadata = result.asset_materializations_for_node("documents")[0].metadata
+    assert metadata["records"].value == 1 and "제목" in metadata["sample"].value
+    assert metadata["sha256"].value == index["documents"]["sha256"]
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_the_same_managers_work_on_another_fsspec_filesystem(model_source):
+    root = "memory://sparse-assets-test/dataset"
+    assert dg.materialize(ALL, resources=io_managers(root)).success
+    assert json.loads(UPath(root, "base_model/documents.json").read_text()) == DOCS
+    assert UPath(root, "base_model/neural_sparse_v1_model/config.json").exists()
+    assert set(read_index(UPath(root))) == {"documents", "idf_statistics", "neural_sparse_v1_model", "qd_pairs_base"}
+
+
+def test_missing_upstream_artifact_says_to_materialize_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"upstream artifact 'documents' is missing .* materialize it first"):
+        dg.materialize([documents, idf_statistics], resources=io_managers(str(tmp_path)), selection=[idf_statistics.key])
+
+
+def test_corrupt_upstream_artifact_is_named(tmp_path):
+    (tmp_path / "base_model").mkdir(parents=True)
+    (tmp_path / "base_model/documents.json").write_text('[{"id": ')
+    with pytest.raises(ValueError, match=r"documents.json is not a readable JSON artifact .* re-materialize 'documents'"):
+        dg.materialize([documents, idf_statistics], resources=io_managers(str(tmp_path)), selection=[idf_statistics.key])
+
+
+CRASHING_WRITER = """
+import os, sys, time
+from upath import UPath
+import sparse_assets.storage as storage
+marker = sys.argv[2]
+def hang(*args, **kwargs):
+    open(marker, "w").close()
+    time.sleep(60)
+storage.os.{hook} = hang
+{call}
+"""
+
+
+@pytest.mark.parametrize(
+    "hook, call",
+    [
+        ("fsync", "storage.atomic_write_bytes(UPath(sys.argv[1]) / 'base_model/documents.json', b'[' * 5_000_000)"),
+        ("replace", "from pathlib import Path; storage.atomic_replace_folder(Path(sys.argv[3]), UPath(sys.argv[1]) / 'base_model/neural_sparse_v1_model')"),
+    ],
+)
+def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_source, hook, call):
+    root = tmp_path / "dataset"
+    assert dg.materialize(ALL, resources=io_managers(str(root))).success
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    new_model = tmp_path / "new_model"
+    new_model.mkdir()
+    (new_model / "config.json").write_text("{}")
+    marker = tmp_path / "mid-write"
+    script = CRASHING_WRITER.format(hook=hook, call=call)
+    process = subprocess.Popen([sys.executable, "-c", script, str(root), str(marker), str(new_model)])
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the writer never reached the middle of its write"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".tmp" not in p.name and not any(".tmp" in part for part in p.parts)}
+    assert after == before
+    # and the artifacts still load through the IO managers
+    assert dg.materialize(ALL, resources=io_managers(str(root)), selection=[qd_pairs_base.key]).success

