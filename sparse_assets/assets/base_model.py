@@ -1,6 +1,8 @@
 """Group `base_model`: the corpus, held-out questions, IDF, synonyms and pseudo-query pairs."""
 
 
+import hashlib
+import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -62,8 +64,13 @@ def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus
     if not queries:
         queries = evalset.pseudo_eval_queries(docs, config.eval_fraction, config.max_pseudo_eval_queries, config.seed)
         context.log.warning("the corpus has no human questions: evaluation uses held-out pseudo-queries")
-    yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, report))
+    yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, report), data_version=_content_version(docs))
     yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, orphaned))
+
+
+def _content_version(records: list[dict]) -> dg.DataVersion:
+    """The data version of a record list: the sha256 of its canonical JSON (same content, same version)."""
+    return dg.DataVersion(hashlib.sha256(json.dumps(records, ensure_ascii=False, sort_keys=True).encode()).hexdigest())
 
 
 def _documents_metadata(docs: list[dict], report: corpus.FilterReport) -> dict:

@@ -1,0 +1,73 @@
+"""A scripted OpenAI-compatible server (stdlib) for fast tests of the worker under Pipes."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_title(prompt: str) -> str:
+    titles = re.findall(r"제목: (.+)", prompt)
+    return titles[-1].strip() if titles else ""
+
+
+class FakeOpenAI:
+    """Serves /v1/models and /v1/completions; ``answer(prompt, i)`` writes completion i."""
+
+    def __init__(self, answer: Callable[[str, int], str], model: str = "fake-gemma"):
+        self.answer = answer
+        self.model = model
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: dict, status: int = 200):
+                data = json.dumps(body, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/v1/models":
+                    self._send({"object": "list", "data": [{"id": outer.model, "object": "model"}]})
+                else:
+                    self._send({"error": "not found"}, 404)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if self.path != "/v1/completions":
+                    self._send({"error": "not found"}, 404)
+                    return
+                texts = [outer.answer(body["prompt"], i) for i in range(body.get("n", 1))]
+                self._send({
+                    "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)],
+                    "usage": {"prompt_tokens": len(body["prompt"]) // 2, "completion_tokens": 10 * len(texts)},
+                })
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeOpenAI":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,210 @@
+"""`synthetic_qd_pairs` end to end with the real worker under Pipes (LLM env), against a scripted
+OpenAI-compatible server: fast (no vLLM), and every fault path names its cause."""
+
+import hashlib
+import os
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sparse_assets.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
+from sparse_assets.io_managers import io_managers
+from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title
+
+pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
+
+KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
+
+
+def five_documents() -> list[dict]:
+    """The first paragraph of five different KorQuAD dev articles."""
+    data = json.loads(KORQUAD.read_text(encoding="utf-8"))
+    return [
+        {"id": f"kq{i}", "title": a["title"], "text": a["paragraphs"][0]["context"], "source": "korquad"}
+        for i, a in enumerate(data["data"][:5])
+    ]
+
+
+@dg.asset(name="documents")
+def documents_stub() -> list[dict]:
+    return five_documents()
+
+
+@dg.asset(name="bilingual_synonyms")
+def synonyms_stub() -> dict[str, list[str]]:
+    return {"경찰": ["police", "banana"], "대통령": ["president"]}
+
+
+def materialize(tmp_path, llm: LLMResource, env: dict | None = None, config: dict | None = None, assets=None):
+    assets = assets or [documents_stub, synthetic_qd_pairs]
+    return dg.materialize(
+        assets,
+        resources={
+            **io_managers(str(tmp_path / "dataset")),
+            "llm": llm,
+            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT), env=env or {}),
+        },
+        run_config={"ops": {"synthetic_qd_pairs": {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failures, "expected a failed step"
+    return str(failures[0].event_specific_data.error)
+
+
+def good_question(prompt: str, i: int) -> str:
+    return f" {last_title(prompt).replace('_', ' ')}에 대해 {['무엇', '언제', '누가'][i % 3]} 알려져 있나?"
+
+
+def artifact(tmp_path) -> Path:
+    return tmp_path / "dataset" / "llm_generated" / "synthetic_qd_pairs.pkl"
+
+
+def test_asset_with_openai_backend_and_fault_paths(tmp_path):
+    # 1. a server that answers questions: the asset materializes, every document gets queries
+    with FakeOpenAI(good_question) as server:
+        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url))
+        assert result.success
+        pairs = result.output_for_node("synthetic_qd_pairs")
+        assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n"] for r in server.requests)
+    assert {p["positive_id"] for p in pairs} == {f"kq{i}" for i in range(5)}
+    assert all(p["generator"] == "openai:fake-gemma" and p["source"] == "llm:fewshot" for p in pairs)
+    assert all(p["positive_id"] not in p["negative_ids"] and p["negative_ids"] for p in pairs)
+    meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
+    assert meta["documents_with_query"].value == 5
+    assert meta["llm/prompts"].value == 5 and meta["llm/generated"].value == 15
+    assert meta["accepted"].value + sum(meta["dropped_per_reason"].value.values()) == 15
+    saved = artifact(tmp_path).read_bytes()
+    digest = hashlib.sha256(saved).hexdigest()
+
+    # 2. junk for every document: fails with the reason counts; the earlier artifact is untouched
+    with FakeOpenAI(lambda prompt, i: " lorem ipsum dolor sit amet") as server:
+        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url))
+    message = failure_message(result)
+    assert "no usable query" in message and "'not_korean': 15" in message
+    assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
+
+    # 3. nothing listens on the port: unreachable, named as such
+    result = materialize(tmp_path, LLMResource(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    message = failure_message(result)
+    assert "BackendUnreachable" in message and "unreachable" in message
+
+    # 4. a model folder that does not exist (checked before vLLM is imported)
+    result = materialize(tmp_path, LLMResource(backend="vllm", model=str(tmp_path / "no-such-model")))
+    assert "ModelNotFound" in failure_message(result) and "does not exist" in failure_message(result)
+
+    # 5. the worker dies after its first batch (SIGKILL-like exit without an error report)
+    with FakeOpenAI(good_question) as server:
+        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url, batch_size=2),
+                             env={"SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES": "1"})
+    message = failure_message(result)
+    assert "LLM worker died" in message and "after 2 of 5 prompts" in message
+    assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
+
+
+def test_missing_llm_environment_is_named(tmp_path):
+    result = materialize(tmp_path, LLMResource(backend="openai", base_url="http://127.0.0.1:9/v1",
+                                               python=str(tmp_path / "nope" / "python")))
+    assert "make llm-env" in failure_message(result)
+
+
+def test_enhanced_synonyms_with_openai_backend(tmp_path):
+    def answer(prompt: str, i: int) -> str:
+        if prompt.rstrip().endswith("같은 뜻:"):
+            return " 아니오" if "banana" in prompt.rsplit("영어:", 1)[1] else " 예"
+        return " cop, officer" if prompt.rstrip().endswith("경찰\n영어 동의어:") else " "
+
+    with FakeOpenAI(answer) as server:
+        result = dg.materialize(
+            [documents_stub, synonyms_stub, enhanced_synonyms],
+            resources={
+                **io_managers(str(tmp_path / "dataset")),
+                "llm": LLMResource(backend="openai", base_url=server.url),
+                "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            },
+            run_config={"ops": {"enhanced_synonyms": {"config": {
+                "expand_terms": 50, "enforce_verdicts": True, "accept_additions": True}}}},
+        )
+    value = result.output_for_node("enhanced_synonyms")
+    assert value["synonyms"]["대통령"] == ["president"]
+    assert value["synonyms"]["경찰"][0] == "police" and "banana" not in value["synonyms"]["경찰"]
+    verdicts = {(v["korean"], v["english"]): v["verdict"] for v in value["verdicts"]}
+    assert verdicts[("경찰", "banana")] == "reject" and verdicts[("경찰", "police")] == "keep"
+    meta = result.asset_materializations_for_node("enhanced_synonyms")[0].metadata
+    assert meta["kept"].value == 2 and meta["rejected"].value == 1 and meta["added"].value >= 1
+    saved = json.loads((tmp_path / "dataset" / "llm_generated" / "enhanced_synonyms.json").read_text())
+    assert saved["verdicts"] == value["verdicts"]
+
+
+def test_base_model_verdicts_flag_without_changing_the_dictionary():
+    from sparse_assets.llm.synonyms import SynonymSettings, merge, trusted_by_default
+    from sparse_assets.llm.settings import engine_settings
+
+    assert not trusted_by_default(engine_settings(machine="x86_64", accelerator="cpu"))
+    assert trusted_by_default(engine_settings(machine="x86_64", accelerator="cuda"))
+    results = {
+        "judge": [{"id": "judge#경제#economy", "texts": [" 아니오"]}, {"id": "judge#경제#economic", "texts": [" 예"]}],
+        "expand": [{"id": "expand#김영삼", "texts": [" kim jong-il, president"]}],
+    }
+    value, counts = merge({"경제": ["economy", "economic"]}, results,
+                          SynonymSettings(enforce_verdicts=False, accept_additions=False), "gemma")
+    assert value["synonyms"] == {"경제": ["economy", "economic"]}
+    assert (counts["flagged"], counts["kept"], counts["proposed"], counts["added"]) == (1, 1, 2, 0)
+    assert {v["verdict"] for v in value["verdicts"]} == {"flagged", "keep", "proposed"}
+
+
+def test_cancelling_the_run_ends_the_worker(tmp_path):
+    """SIGINT to the orchestrating process (what cancelling a run sends) ends the worker."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    release = threading.Event()
+
+    def slow(prompt: str, i: int) -> str:
+        release.wait(60)
+        return " 끝나지 않는 질문은 무엇인가?"
+
+    with FakeOpenAI(slow) as server:
+        script = tmp_path / "run.py"
+        script.write_text(
+            "import dagster as dg\n"
+            "from sparse_assets.assets.llm_generated import synthetic_qd_pairs\n"
+            "from sparse_assets.io_managers import io_managers\n"
+            "from sparse_assets.resources import PROJECT_ROOT, LLMResource\n"
+            "from sparse_assets_tests.test_llm_asset import documents_stub\n"
+            f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
+            f" 'llm': LLMResource(backend='openai', base_url={server.url!r}),"
+            " 'pipes_subprocess_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
+        )
+        log = tmp_path / "run.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen([sys.executable, str(script)], cwd=PROJECT_ROOT, start_new_session=True,
+                                       stdout=out, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        try:
+            deadline = time.time() + 90
+            while not server.requests and time.time() < deadline and process.poll() is None:
+                time.sleep(0.2)
+            assert server.requests, f"the worker never reached the server:\n{log.read_text()[-3000:]}"
+            workers = [p for p in psutil.Process(process.pid).children(recursive=True)
+                       if "sparse_assets.llm.worker" in " ".join(p.cmdline())]
+            assert len(workers) == 1
+            process.send_signal(signal.SIGINT)
+            workers[0].wait(timeout=30)  # raises TimeoutExpired if the worker outlives the cancel
+            assert not workers[0].is_running()
+            process.wait(timeout=60)
+        finally:
+            release.set()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)

