@@ -7,7 +7,7 @@ PORT        ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SPARSE_ASSETS_CORPUS := $(CORPUS)
 
-.PHONY: install llm-env run test ui bench clean-venvs
+.PHONY: install llm-env browser run test ui clean-venvs
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -29,14 +29,20 @@ $(LLM_VENV)/.installed: constraints-llm.txt
 	fi
 	touch $@
 
+# Headless Chromium (Debian's) for the UI test.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
 run: install llm-env
 	$(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job
 	@$(VENV)/bin/sparse-assets summary
 	@echo
+	@cat dataset/enhanced_model/evaluation/performance_comparison.md 2>/dev/null || true
+	@echo
 	@echo "Results: $(CURDIR)/dataset (index: dataset/metadata.json). Runs are recorded in $(DAGSTER_HOME)."
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(PORT)"
 
-test: install llm-env
+test: install llm-env browser
 	$(VENV)/bin/python -m pytest -q
 
 ui: install
@@ -44,3 +50,7 @@ ui: install
 
 clean-venvs:
 	rm -rf $(VENV) $(LLM_VENV)
+
+# Benchmarks (issue 6): stages, full pipeline and re-runs on KorQuAD dev, encoding, latency, LLM tokens/s -> bench/results.json, bench/README.md
+bench: install llm-env
+	$(VENV)/bin/python bench/run_bench.py

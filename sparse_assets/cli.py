@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sparse_assets.cli_model import add_model_commands
 from sparse_assets.dataset_manager import DatasetManager
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("subdir", help="e.g. llm_generated")
     clear.add_argument("--yes", action="store_true", help="really delete (without it, nothing is deleted)")
     clear.set_defaults(run=_clear)
+    add_model_commands(verbs)
     return parser
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets.assets.base_model import base_assets, base_checks
+from sparse_assets.assets.enhanced_model import enhanced_assets, enhanced_checks
 from sparse_assets.assets.llm_generated import llm_assets, llm_checks, llm_resources
 from sparse_assets.automation import all_assets_job, base_job, new_documents_sensor, resynthesis_job, weekly_resynthesis
 from sparse_assets.corpus import EMBEDDED
@@ -19,8 +20,8 @@ def build_definitions(
 ) -> dg.Definitions:
     """Definitions over a given dataset root and corpus (tests build their own)."""
     return dg.Definitions(
-        assets=[*base_assets, *llm_assets],
-        asset_checks=[*base_checks, *llm_checks],
+        assets=[*base_assets, *llm_assets, *enhanced_assets],
+        asset_checks=[*base_checks, *llm_checks, *enhanced_checks],
         jobs=[all_assets_job, base_job, resynthesis_job],
         schedules=[weekly_resynthesis],
         sensors=[new_documents_sensor],

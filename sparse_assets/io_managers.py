@@ -18,7 +18,7 @@ import dagster as dg
 from upath import UPath
 
 from sparse_assets.layout import asset_path
-from sparse_assets.storage import atomic_replace_folder, atomic_write_bytes, atomic_write_json, record_artifact
+from sparse_assets.storage import atomic_replace_folder, atomic_write_any, atomic_write_bytes, atomic_write_json, record_artifact
 from sparse_assets.tables import sample_markdown
 
 SAMPLE_ROWS = 5
@@ -26,8 +26,8 @@ SAMPLE_ROWS = 5
 
 @dataclass
 class WithSidecars:
-    """An asset value plus JSON side files written next to it (e.g. idf.json beside the pickle).
-    Downstream assets load only `value`."""
+    """An asset value plus side files written next to it (e.g. idf.json beside the pickle): bytes as
+    they are, str as text, anything else as JSON. Downstream assets load only `value`."""
 
     value: Any
     sidecars: dict[str, Any] = field(default_factory=dict)
@@ -52,7 +52,7 @@ class _DatasetIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         value, sidecars = (obj.value, obj.sidecars) if isinstance(obj, WithSidecars) else (obj, {})
         for name, sidecar in sidecars.items():
-            atomic_write_json(path.parent / name, sidecar)
+            atomic_write_any(path.parent / name, sidecar)
         self.write(value, path)
         entry = record_artifact(self._base_path, context.asset_key.to_user_string(), asset_path(context.asset_key.path[-1]), context.run_id)
         context.add_output_metadata(

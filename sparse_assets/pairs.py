@@ -130,3 +130,23 @@ def build_pairs(documents: Sequence[Document], settings: PseudoQuerySettings, so
         QDPair(query=query, positive_id=positive, negative_ids=negs, source=f"{source}:{kind}")
         for (query, positive, kind), negs in zip(triples, negatives)
     ]
+
+
+def synonym_substituted_pairs(pairs: Sequence[QDPair], synonyms: dict[str, list[str]], share: float, seed: int) -> list[QDPair]:
+    """Extra training pairs: for a seeded `share` of the pairs whose query holds a word with an English
+    synonym (whole word, or a word starting with it as in 학교에서), a copy with that word replaced by its
+    first synonym, so the document side learns to score English renderings of Korean terms."""
+    rng = random.Random(seed)
+    terms = sorted(synonyms, key=len, reverse=True)
+    extra: list[QDPair] = []
+    for pair in pairs:
+        if rng.random() >= share:
+            continue
+        words = pair["query"].split()
+        for position, word in enumerate(words):
+            term = next((t for t in terms if word.startswith(t) and synonyms[t]), None)
+            if term:
+                words[position] = synonyms[term][0]
+                extra.append(QDPair(query=" ".join(words), positive_id=pair["positive_id"], negative_ids=list(pair["negative_ids"]), source=f"synonym:{pair['source']}"))
+                break
+    return extra

@@ -51,6 +51,16 @@ def atomic_write_json(path: UPath, value: Any) -> None:
     atomic_write_bytes(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
+def atomic_write_any(path: UPath, value: Any) -> None:
+    """bytes as they are, str as UTF-8 text, anything else as JSON."""
+    if isinstance(value, bytes):
+        atomic_write_bytes(path, value)
+    elif isinstance(value, str):
+        atomic_write_bytes(path, value.encode("utf-8"))
+    else:
+        atomic_write_json(path, value)
+
+
 def atomic_replace_folder(source: Path, target: UPath) -> None:
     """Copy the local folder `source` into place at `target`, replacing what was there only once
     the copy is complete."""

@@ -9,7 +9,9 @@ MAX_CELL = 80
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
+    if value is None:
+        text = "–"
+    elif isinstance(value, float):
         text = f"{value:.4f}"
     elif isinstance(value, (list, tuple)):
         text = ", ".join(map(str, value))

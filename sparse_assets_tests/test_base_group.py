@@ -1,4 +1,5 @@
-"""A real materialization of the base_model group on KorQuAD dev slices (and the bad-input paths)."""
+"""A real materialization of the base_model group's data assets on KorQuAD dev slices (and the
+bad-input paths); the v1 model of the group is exercised in test_sparse_model.py and test_pipeline.py."""
 
 import json
 import pickle
@@ -6,14 +7,14 @@ import pickle
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.base_model import base_assets, base_checks
+from sparse_assets.assets.base_model import data_assets, data_checks
 from sparse_assets.definitions import build_definitions
 from sparse_assets_tests.conftest import korquad_slice
 
 
 def materialize_base(root, sources, cache, **kwargs):
     defs = build_definitions(root, sources, cache_dir=cache)
-    return dg.materialize([*base_assets, *base_checks], resources=defs.resources, **kwargs)
+    return dg.materialize([*data_assets, *data_checks], resources=defs.resources, **kwargs)
 
 
 def test_base_group_on_korquad(tmp_path, korquad_small, model_cache):

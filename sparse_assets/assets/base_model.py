@@ -10,6 +10,9 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets import corpus, evalset, idf, pairs, synonyms
+from sparse_assets.assets.model_checks import sparse_model_checks
+from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
+from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
 
 from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources
@@ -213,5 +216,25 @@ def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_querie
     return dg.AssetCheckResult(passed=not overlap, metadata={"overlapping_queries": len(overlap), "examples": dg.MetadataValue.json(overlap[:5])})
 
 
-base_assets = [documents, idf_statistics, bilingual_synonyms, qd_pairs_base]
-base_checks = [eval_queries_are_not_training_queries]
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
+def neural_sparse_v1_model(
+    context: dg.AssetExecutionContext,
+    config: SparseTrainingConfig,
+    documents: list[dict],
+    qd_pairs_base: list[dict],
+    idf_statistics: dict,
+    base_encoder: BaseEncoder,
+) -> Path:
+    """The base inference-free sparse encoder (a sentence-transformers SparseEncoder folder with idf.json):
+    documents go through the masked-LM + SPLADE max pooling, queries are IDF-weighted tokens. Trained on
+    the pseudo-query pairs by distillation from BM25 + dense-e5 teacher scores; blocking checks refuse
+    a collapsed model."""
+    folder, metadata = train_model_asset(context, config, documents, qd_pairs_base, idf_statistics, base_encoder.folder())
+    context.add_output_metadata(metadata)
+    return folder
+
+
+data_assets = [documents, idf_statistics, bilingual_synonyms, qd_pairs_base]
+data_checks = [eval_queries_are_not_training_queries]
+base_assets = [*data_assets, neural_sparse_v1_model]
+base_checks = [*data_checks, *sparse_model_checks("neural_sparse_v1_model")]

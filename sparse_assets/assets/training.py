@@ -1,0 +1,124 @@
+"""One training code path for the v1 and v2 sparse model assets: typed config + `train_model_asset`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from sparse_assets.sparse_model import SparseTrainingSettings
+from sparse_assets.sparse_training import train_sparse_encoder
+
+
+class SparseTrainingConfig(dg.Config):
+    """Hyperparameters of a sparse model asset (mirrors sparse_assets.sparse_model.SparseTrainingSettings)."""
+
+    architecture: str = "inference_free"
+    loss: str = "margin_mse"
+    steps: int = 150
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    encoder_learning_rate: float = 3e-5
+    warmup_ratio: float = 0.05
+    max_length: int = 256
+    query_max_length: int = 64
+    seed: int = 13
+    output_bias: float = -7.0
+    layers: int | None = 6
+    trim_vocabulary: bool = True
+    freeze_encoder: bool = True
+    document_regularizer_weight: float = 1e-3
+    query_regularizer_weight: float = 5e-4
+    teacher_dense_weight: float = 0.0  # teacher = (1-w) * BM25(norm) + w * dense e5(norm); 0.5 on a GPU (dense e5 costs ~8 min of this CPU)
+    teacher_scale: float | None = None
+    teacher_candidates: int = 8
+    mnrl_scale: float = 1.0
+    validation_fraction: float = 0.1
+    activation: str = "relu"
+    device: str = "auto"
+    dense_teacher: str = "auto"
+    threads: int | None = None
+    flops_vocab_sample: int = 128
+    hidden_cache_dir: str | None = None
+    # bounds used by the blocking checks (mean active dims per document)
+    min_doc_active_dims: float = 10.0
+    max_doc_active_dims: float = 2000.0
+    # validation MRR@10 must exceed IDF-only's by this much (a small negative value tolerates a tie on tiny data)
+    min_gain_over_idf_only: float = 0.0
+
+    def settings(self) -> SparseTrainingSettings:
+        fields = SparseTrainingSettings.__dataclass_fields__
+        return SparseTrainingSettings(**{k: v for k, v in self.model_dump().items() if k in fields})
+
+
+def loss_curve_markdown(steps: list[int], losses: list[float], points: int = 20) -> str:
+    if not losses:
+        return "(no loss logged)"
+    stride = max(1, len(losses) // points)
+    rows = ["| step | loss |", "|---|---|"]
+    picked = list(range(0, len(losses), stride))
+    if picked[-1] != len(losses) - 1:
+        picked.append(len(losses) - 1)
+    rows += [f"| {steps[i]} | {losses[i]:.4f} |" for i in picked]
+    return "\n".join(rows)
+
+
+def loss_curve_png(steps: list[int], losses: list[float], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(steps, losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("training loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, idf_statistics, base_folder: Path) -> tuple[Path, dict]:
+    """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager moves
+    the folder into place; the blocking checks read `training_report.json` / `validation` from it."""
+    settings = config.settings()
+    idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
+    out = Path(tempfile.mkdtemp(prefix="sparse-model-")) / "model"
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if step == total or step % max(1, total // 20) == 0:
+            context.log.info(f"step {step}/{total} loss {loss:.4f}")
+
+    report = train_sparse_encoder(documents, pairs, idf, settings, out, Path(base_folder), progress=progress)
+    png = loss_curve_png(report.loss_steps, report.losses, out / "loss_curve.png")
+    validation = report.validation[-1] if report.validation else {}
+    metadata = {
+        "loss_curve": dg.MetadataValue.md(loss_curve_markdown(report.loss_steps, report.losses)),
+        "config": dg.MetadataValue.json(report.config),
+        "steps": report.steps,
+        "steps_per_second": round(report.steps_per_second, 3),
+        "train_seconds": round(report.train_seconds, 1),
+        "wall_seconds": round(report.wall_seconds, 1),
+        "peak_memory_mb": round(report.peak_memory_mb, 1),
+        "device": f"{report.device} ({report.dtype})",
+        "vocab_size": report.vocab_size,
+        "train_pairs": report.train_pairs,
+        "validation_pairs": report.validation_pairs,
+        "final_loss": report.losses[-1] if report.losses else None,
+        "validation": dg.MetadataValue.json(validation),
+    }
+    for key in ("mrr@10", "idf_only_mrr@10", "doc_active_dims", "query_active_dims", "zero_doc_share"):
+        if key in validation:
+            metadata[f"validation_{key}"] = float(validation[key])
+    if png is not None:
+        metadata["loss_curve_png"] = dg.MetadataValue.path(str(png))
+    bounds = {"min_doc_active_dims": config.min_doc_active_dims, "max_doc_active_dims": config.max_doc_active_dims, "min_gain_over_idf_only": config.min_gain_over_idf_only}
+    (out / "check_bounds.json").write_text(json.dumps(bounds))
+    (out / "asset_metadata.json").write_text(json.dumps({k: v for k, v in metadata.items() if isinstance(v, (int, float, str)) or v is None}))
+    return out, metadata

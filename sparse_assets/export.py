@@ -1,0 +1,114 @@
+"""OpenSearch ML Commons packages for a trained model folder (no Dagster).
+
+- SPARSE_ENCODING zip: ``<name>.pt`` (TorchScript: input_ids, attention_mask -> [batch, vocab] document
+  weights, log1p(relu(MLM logits)) max-pooled over tokens) + ``tokenizer.json``;
+- SPARSE_TOKENIZE zip: ``tokenizer.json`` + ``idf.json`` (the inference-free query side);
+- ``register_<function>.json`` per zip: the body of ``POST /_plugins/_ml/models/_register`` with the zip's
+  sha256 (``model_content_hash_value``) and size (``model_content_size_in_bytes``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+from sparse_assets.sparse_model import SparseModelError, document_module, folder_tokenizer, load_sparse_encoder
+
+
+def _module(mlm):
+    import torch
+
+    class SparseDocumentEncoder(torch.nn.Module):
+        def __init__(self, mlm):
+            super().__init__()
+            self.mlm = mlm
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask)[0]
+            weights = torch.log1p(torch.relu(logits)) * attention_mask.unsqueeze(-1).to(logits.dtype)
+            return weights.max(dim=1).values
+
+    return SparseDocumentEncoder(mlm)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def trace_document_encoder(model_dir: Path, out_file: Path, max_length: int = 128):
+    """TorchScript of the document side; returns the traced module (saved at `out_file`)."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    model = load_sparse_encoder(model_dir)
+    doc, pooling = document_module(model)
+    if getattr(pooling, "activation_function", "relu") != "relu":
+        raise SparseModelError(f"{model_dir}: export supports SpladePooling activation 'relu' only")
+    mlm = doc.auto_model.eval()
+    mlm.config.torchscript = True
+    wrapper = _module(mlm).eval()
+    tok = doc.tokenizer
+    example = tok(["예시 문서 텍스트 입니다", "두 번째"], padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, (example["input_ids"], example["attention_mask"]), strict=False, check_trace=False)
+    traced.save(str(out_file))
+    return traced
+
+
+def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, version: str = "1.0.0") -> dict:
+    """Write both zips and their register JSON into `out_dir`; returns {function: {zip, json, sha256, size}}."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    name = name or model_dir.name
+    idf_path = model_dir / "idf.json"
+    if not idf_path.exists():
+        raise SparseModelError(f"{idf_path} is missing: export needs the model's idf.json (train with the inference-free architecture)")
+    tokenizer = folder_tokenizer(model_dir)
+    from sparse_assets.sparse_model import read_idf_json
+
+    read_idf_json(idf_path, tokenizer)  # validates that idf.json matches the vocabulary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / ".staging"
+    staging.mkdir(exist_ok=True)
+    tokenizer.save_pretrained(str(staging))
+    pt = staging / f"{name}.pt"
+    trace_document_encoder(model_dir, pt)
+
+    packages = {
+        "SPARSE_ENCODING": [(pt, pt.name), (staging / "tokenizer.json", "tokenizer.json")],
+        "SPARSE_TOKENIZE": [(staging / "tokenizer.json", "tokenizer.json"), (idf_path, "idf.json")],
+    }
+    result = {}
+    for function, files in packages.items():
+        zip_path = out_dir / f"{name}-{function.lower()}.zip"
+        tmp = zip_path.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for src, arc in files:
+                info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))  # fixed time: same content, same hash
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, Path(src).read_bytes())
+        tmp.replace(zip_path)
+        digest, size = sha256_file(zip_path), zip_path.stat().st_size
+        register = {
+            "name": f"{name}-{function.lower()}",
+            "version": version,
+            "description": f"Korean inference-free neural sparse model ({function}), exported by sparse_assets",
+            "model_format": "TORCH_SCRIPT",
+            "function_name": function,
+            "model_content_hash_value": digest,
+            "model_content_size_in_bytes": size,
+            "url": zip_path.name,
+            "model_config": {"model_type": "bert", "embedding_dimension": len(tokenizer.get_vocab()), "framework_type": "huggingface_transformers"},
+        }
+        json_path = out_dir / f"register_{function.lower()}.json"
+        json_path.write_text(json.dumps(register, indent=1))
+        result[function] = {"zip": str(zip_path), "json": str(json_path), "sha256": digest, "size": size}
+    for f in staging.iterdir():
+        f.unlink()
+    staging.rmdir()
+    return result

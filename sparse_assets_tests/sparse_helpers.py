@@ -1,0 +1,64 @@
+"""Helpers for the sparse-model tests: KorQuAD slices as records, one tiny trained model per session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KORQUAD_DEV = REPO.parent / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
+
+
+@lru_cache(maxsize=4)
+def korquad_records(articles: int, start: int = 0) -> tuple[tuple, tuple]:
+    """(documents, eval queries) of `articles` KorQuAD dev articles (questions: evaluation only)."""
+    data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
+    docs, queries, seen = [], [], {}
+    for article in data["data"][start : start + articles]:
+        for para in article["paragraphs"]:
+            ctx = para["context"]
+            if ctx not in seen:
+                seen[ctx] = "p" + hashlib.sha1(ctx.encode()).hexdigest()[:10]
+                docs.append({"id": seen[ctx], "title": article["title"], "text": ctx, "source": "korquad_dev"})
+            for qa in para["qas"]:
+                queries.append({"id": qa["id"], "query": qa["question"], "positive_id": seen[ctx], "source": "korquad_dev", "human": True})
+    return tuple(docs), tuple(queries)
+
+
+def base_idf(base_folder: Path, documents) -> dict[int, float]:
+    from transformers import AutoTokenizer
+
+    from sparse_assets.idf import TrendSettings, compute_idf
+
+    return compute_idf(list(documents), AutoTokenizer.from_pretrained(str(base_folder)), TrendSettings()).idf
+
+
+_TRAINED: dict[str, tuple] = {}
+
+
+def tiny_settings(**overrides):
+    from sparse_assets.sparse_model import SparseTrainingSettings
+
+    values = dict(steps=12, batch_size=8, layers=2, max_length=128, teacher_dense_weight=0.0, validation_fraction=0.2, seed=5)
+    values.update(overrides)
+    return SparseTrainingSettings(**values)
+
+
+def trained_tiny_model(base_folder: Path, root: Path):
+    """(model folder, report, documents, pairs, idf): 12 frozen-encoder steps on 3 KorQuAD articles;
+    trained once per test session (shared across test modules)."""
+    key = str(base_folder)
+    if key not in _TRAINED:
+        from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+        from sparse_assets.sparse_training import train_sparse_encoder
+
+        docs, _ = korquad_records(3)
+        docs = list(docs)
+        pairs = build_pairs(docs, PseudoQuerySettings())
+        idf = base_idf(base_folder, docs)
+        out = Path(root) / "tiny_model"
+        report = train_sparse_encoder(docs, pairs, idf, tiny_settings(), out, base_folder)
+        _TRAINED[key] = (out, report, docs, pairs, idf)
+    return _TRAINED[key]

@@ -1,0 +1,84 @@
+"""`evaluate`, `search`, `export` verbs on a tiny BEIR folder written here from KorQuAD dev."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparse_assets.cli_model import main
+from sparse_assets_tests.sparse_helpers import korquad_records, trained_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(base_encoder_dir, tmp_path_factory):
+    return trained_tiny_model(base_encoder_dir, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def beir(tmp_path):
+    docs, queries = korquad_records(3)
+    queries = list(queries)[:40]
+    folder = tmp_path / "beir"
+    folder.mkdir()
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}, ensure_ascii=False) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for q in queries:
+            f.write(json.dumps({"_id": q["id"], "text": q["query"]}, ensure_ascii=False) + "\n")
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q['id']}\t{q['positive_id']}\t1\n" for q in queries))
+    return folder
+
+
+def test_evaluate_writes_rows(tiny, beir, tmp_path, capsys):
+    folder = tiny[0]
+    out = tmp_path / "results.json"
+    code = main(["evaluate", "--model", str(folder), "--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl"),
+                 "--qrels", str(beir / "qrels.tsv"), "--bm25", "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "bm25" in printed and "model" in printed and "ndcg@10" in printed
+    result = json.loads(out.read_text())
+    systems = [r["system"] for r in result["rows"]]
+    assert systems == ["bm25", "model"]
+    for row in result["rows"]:
+        for key in ("ndcg@10", "mrr@10", "recall@10", "recall@100"):
+            assert 0.0 <= row[key] <= 1.0
+    assert result["rows"][0]["ndcg@10"] > 0.7  # BM25 on KorQuAD questions
+    assert result["rows"][1]["recall@100"] > 0.9 and result["queries"] == 40
+
+
+def test_search_prints_terms(tiny, beir, capsys):
+    assert main(["search", "--model", str(tiny[0]), "--corpus", str(beir / "corpus.jsonl"), "-k", "3", "대한민국 애국가"]) == 0
+    printed = capsys.readouterr().out
+    assert "query terms:" in printed and "  1. " in printed and "terms:" in printed
+
+
+def test_export_verb(tiny, tmp_path, capsys):
+    assert main(["export", "--model", str(tiny[0]), "--out", str(tmp_path / "os")]) == 0
+    assert "SPARSE_ENCODING" in capsys.readouterr().out
+    assert len(list((tmp_path / "os").glob("*.zip"))) == 2
+
+
+def test_bad_input_exits_2_with_the_file_named(tiny, beir, base_encoder_dir, tmp_path, capsys):
+    folder = tiny[0]
+    args = ["--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl")]
+    # qrels of another corpus
+    bad = tmp_path / "qrels.tsv"
+    bad.write_text("query-id\tcorpus-id\tscore\nq1\tnot-a-doc\t1\n")
+    assert main(["evaluate", "--model", str(folder), *args, "--qrels", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not in" in err
+    # qrels without header
+    bad.write_text("q1\tx\t1\n")
+    assert main(["evaluate", "--model", str(folder), *args, "--qrels", str(bad)]) == 2
+    assert "header" in capsys.readouterr().err
+    # a base masked-LM folder, not a trained sparse model
+    assert main(["evaluate", "--model", str(base_encoder_dir), *args, "--qrels", str(beir / "qrels.tsv")]) == 2
+    assert "modules.json" in capsys.readouterr().err
+    # a corpus line without _id
+    broken = tmp_path / "corpus.jsonl"
+    broken.write_text('{"text": "무엇"}\n')
+    assert main(["search", "--model", str(folder), "--corpus", str(broken), "질문"]) == 2
+    assert "_id" in capsys.readouterr().err

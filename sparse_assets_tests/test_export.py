@@ -1,0 +1,66 @@
+"""OpenSearch packages: TorchScript parity with the Python model, zip contents, register JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+
+import pytest
+
+from sparse_assets.export import export_opensearch
+from sparse_assets.sparse_model import SparseModelError, load_sparse_encoder
+from sparse_assets_tests.sparse_helpers import trained_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(base_encoder_dir, tmp_path_factory):
+    return trained_tiny_model(base_encoder_dir, tmp_path_factory.mktemp("tiny"))
+
+
+def test_export_packages_and_torchscript_parity(tiny, tmp_path):
+    import torch
+    from transformers import PreTrainedTokenizerFast
+
+    folder, _, docs, _, _ = tiny
+    result = export_opensearch(folder, tmp_path / "out", name="ko-sparse")
+    enc, tok_pkg = result["SPARSE_ENCODING"], result["SPARSE_TOKENIZE"]
+    assert sorted(zipfile.ZipFile(enc["zip"]).namelist()) == ["ko-sparse.pt", "tokenizer.json"]
+    assert sorted(zipfile.ZipFile(tok_pkg["zip"]).namelist()) == ["idf.json", "tokenizer.json"]
+    for info in (enc, tok_pkg):
+        register = json.loads(open(info["json"]).read())
+        data = open(info["zip"], "rb").read()
+        assert register["model_content_hash_value"] == hashlib.sha256(data).hexdigest() == info["sha256"]
+        assert register["model_content_size_in_bytes"] == len(data)
+        assert register["model_format"] == "TORCH_SCRIPT"
+    assert json.loads(open(enc["json"]).read())["function_name"] == "SPARSE_ENCODING"
+
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(enc["zip"]).extractall(unpacked)
+    traced = torch.jit.load(str(unpacked / "ko-sparse.pt"))
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(unpacked / "tokenizer.json"), pad_token="<pad>")
+    texts = [docs[0]["text"][:200], docs[1]["text"][:120], "짧은 문서"]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        exported = traced(batch["input_ids"], batch["attention_mask"])
+    model = load_sparse_encoder(folder)
+    python = model.encode_document(texts, convert_to_tensor=True)
+    python = python.to_dense() if python.is_sparse else python
+    assert exported.shape == python.shape == (3, len(tok.get_vocab()))
+    assert torch.allclose(exported, python, atol=1e-4)
+    assert (exported > 0).sum(dim=1).min() > 0
+
+    # same content, same hash
+    again = export_opensearch(folder, tmp_path / "out2", name="ko-sparse")
+    assert again["SPARSE_TOKENIZE"]["sha256"] == tok_pkg["sha256"]
+
+
+def test_export_needs_idf_json(tiny, tmp_path):
+    import shutil
+
+    folder, *_ = tiny
+    copy = tmp_path / "no_idf"
+    shutil.copytree(folder, copy)
+    (copy / "idf.json").unlink()
+    with pytest.raises(SparseModelError, match="idf.json"):
+        export_opensearch(copy, tmp_path / "out")

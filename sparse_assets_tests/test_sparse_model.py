@@ -1,0 +1,159 @@
+"""Training a few steps on a KorQuAD slice, the saved folder, determinism, collapse detection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sparse_assets.assets.model_checks import evaluate_checks, model_validation, sparse_model_checks
+from sparse_assets.retrieval import evaluate_model_folder
+from sparse_assets.sparse_model import (
+    SparseModelError,
+    SparseTrainingSettings,
+    build_sparse_encoder,
+    document_windows,
+    encode_documents,
+    encode_queries,
+    folder_tokenizer,
+    load_sparse_encoder,
+    prepare_mlm_folder,
+    read_idf_json,
+)
+from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, tiny_settings, trained_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(base_encoder_dir, tmp_path_factory):
+    return trained_tiny_model(base_encoder_dir, tmp_path_factory.mktemp("tiny"))
+
+
+def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
+    folder, report, docs, pairs, _ = tiny
+    assert len(report.losses) >= 5
+    assert np.mean(report.losses[-3:]) < np.mean(report.losses[:3])  # the loss moved down
+    assert report.device == "cpu" and report.steps == 12 and report.steps_per_second > 0
+    assert report.train_pairs + report.validation_pairs <= len(pairs) and report.validation_pairs > 0
+    model = load_sparse_encoder(folder)
+    tok = folder_tokenizer(folder)
+    assert model.get_embedding_dimension() == len(tok.get_vocab()) < 20000  # trimmed vocabulary
+    weights = read_idf_json(folder / "idf.json", tok)
+    assert (weights > 0).sum() > 500
+    dmat = encode_documents(model, [d["text"] for d in docs[:5]])
+    assert (np.diff(dmat.indptr) > 10).all()  # non-zero, sparse-but-not-empty document vectors
+    assert (np.diff(dmat.indptr) < 0.5 * dmat.shape[1]).all()
+    qmat = encode_queries(model, ["대한민국의 수도"])
+    assert set(qmat.indices) <= set(np.flatnonzero(weights))  # inference-free query = IDF of its tokens
+    validation = model_validation(folder)
+    assert validation["doc_active_dims"] > 10 and validation["zero_doc_share"] == 0.0
+    assert json.loads((folder / "sparse_training.json").read_text())["steps"] == 12
+
+
+def test_same_seed_same_model(base_encoder_dir, tmp_path):
+    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.sparse_training import train_sparse_encoder
+
+    docs = list(korquad_records(1)[0])
+    pairs = build_pairs(docs, PseudoQuerySettings())
+    idf = base_idf(base_encoder_dir, docs)
+    settings = tiny_settings(steps=3, validation_fraction=0.0)
+    a = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "a", base_encoder_dir)
+    b = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "b", base_encoder_dir)
+    assert a.losses == b.losses
+    ma, mb = load_sparse_encoder(tmp_path / "a"), load_sparse_encoder(tmp_path / "b")
+    texts = [d["text"] for d in docs[:3]]
+    assert (encode_documents(ma, texts) != encode_documents(mb, texts)).nnz == 0
+
+
+def test_untrained_model_starts_near_each_token_marking_itself(base_encoder_dir, tmp_path):
+    from sparse_assets.encoder_base import corpus_token_ids, load_token_map
+    from sparse_assets.sparse_model import idf_vector
+
+    docs = list(korquad_records(1)[0])[:4]
+    texts = [d["text"] for d in docs]
+    settings = SparseTrainingSettings(layers=6, max_length=128)
+    mlm = prepare_mlm_folder(base_encoder_dir, tmp_path / "mlm", settings, corpus_token_ids(base_encoder_dir, texts))
+    tok = folder_tokenizer(mlm)
+    weights = idf_vector(base_idf(base_encoder_dir, docs), tok, load_token_map(mlm))
+    model = build_sparse_encoder(mlm, weights, settings)
+    dmat = encode_documents(model, texts)
+    for i, text in enumerate(texts):
+        own = set(tok(text, add_special_tokens=False)["input_ids"])
+        active = set(dmat.getrow(i).indices)
+        assert len(own & active) / len(own) > 0.8  # the document's own tokens are active
+        assert len(active) < 4 * len(own)  # and not the whole vocabulary
+
+
+def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder, _, docs, pairs, _ = tiny
+    collapsed = tmp_path / "collapsed"
+    shutil.copytree(folder, collapsed)
+    weights_file = next(collapsed.glob("document_0_*/model.safetensors"))
+    state = load_file(str(weights_file))
+    bias_keys = [k for k in state if k.endswith("predictions.bias") or k.endswith("decoder.bias")]
+    assert bias_keys
+    for k in bias_keys:
+        state[k] = torch.full_like(state[k], -100.0)  # every logit negative: all-zero documents
+    save_file(state, str(weights_file))
+    queries = [{"id": f"q{i}", "query": p["query"], "positive_id": p["positive_id"]} for i, p in enumerate(pairs[:40])]
+    validation = evaluate_model_folder(collapsed, docs, queries)
+    assert validation["zero_doc_share"] == 1.0 and validation["doc_active_dims"] == 0.0
+    results = evaluate_checks(validation)
+    assert not any(passed for passed, _ in results.values())
+    # the healthy model passes the dims and zero-vector checks
+    healthy = evaluate_checks(model_validation(folder))
+    assert healthy["active_dims"][0] and healthy["zero_vectors"][0]
+    # the Dagster checks read the same numbers from the folder: write the collapsed validation there
+    report = json.loads((collapsed / "training_report.json").read_text())
+    report["validation"] = [validation]
+    (collapsed / "training_report.json").write_text(json.dumps(report))
+    import dagster as dg
+
+    for check in sparse_model_checks("neural_sparse_v1_model"):
+        result = check(dg.build_asset_check_context(), collapsed)
+        assert result.passed is False
+
+
+def test_idf_json_of_another_vocabulary_is_rejected(tiny, base_encoder_dir, tmp_path):
+    folder, *_ = tiny
+    other = tmp_path / "idf.json"
+    other.write_text(json.dumps({f"▁없는토큰{i}": 1.0 for i in range(50)}, ensure_ascii=False))
+    with pytest.raises(SparseModelError, match="another vocabulary"):
+        read_idf_json(other, folder_tokenizer(folder))
+    with pytest.raises(SparseModelError, match="modules.json"):
+        load_sparse_encoder(base_encoder_dir)
+
+
+def test_document_windows_cover_long_documents(base_encoder_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_encoder_dir))
+    text = " ".join(d["text"] for d in korquad_records(1)[0][:4])
+    windows = document_windows(tok, text, 64)
+    assert len(windows) > 3
+    assert all(len(tok(w)["input_ids"]) <= 64 + 2 for w in windows)
+    assert "".join(windows).replace(" ", "") == text.replace(" ", "")
+
+
+def test_train_model_asset_metadata_and_checks(base_encoder_dir):
+    import dagster as dg
+
+    from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
+    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+
+    docs = list(korquad_records(1)[0])
+    pairs = build_pairs(docs, PseudoQuerySettings())
+    config = SparseTrainingConfig(steps=4, batch_size=4, layers=2, max_length=96, validation_fraction=0.3, seed=3)
+    folder, metadata = train_model_asset(dg.build_asset_context(), config, docs, pairs, base_idf(base_encoder_dir, docs), base_encoder_dir)
+    assert (folder / "modules.json").exists() and (folder / "idf.json").exists()
+    assert metadata["steps"] == 4 and metadata["steps_per_second"] > 0
+    assert "| step | loss |" in metadata["loss_curve"].value
+    assert metadata["config"].value["layers"] == 2
+    assert metadata["validation_doc_active_dims"] > 10
+    results = [check(dg.build_asset_check_context(), folder) for check in sparse_model_checks("neural_sparse_v1_model")]
+    assert [r.passed for r in results][:2] == [True, True]  # dims within bounds, no zero vectors
