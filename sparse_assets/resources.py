@@ -61,6 +61,7 @@ class LLMResource(dg.ConfigurableResource):
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None
     max_num_seqs: int | None = None
+    tensor_parallel_size: int | None = None  # None: SPARSE_ASSETS_LLM_GPUS (default 1) on a GPU, 1 on a CPU
     batch_size: int | None = None
     dtype: str | None = None
     timeout_s: float = 300.0
@@ -81,6 +82,7 @@ class LLMResource(dg.ConfigurableResource):
             dtype=self.dtype,
             seed=self.seed,
             remote=self.backend == "openai",
+            tensor_parallel_size=self.tensor_parallel_size,
         )
 
     def worker_command(self) -> list[str]:

@@ -150,6 +150,7 @@ def engine_settings(
     quantization: str | None = None,
     seed: int = 0,
     remote: bool = False,
+    tensor_parallel_size: int | None = None,
 ) -> EngineSettings:
     """The engine settings for ``model`` (None: the default for the machine) on this machine.
 
@@ -181,7 +182,8 @@ def engine_settings(
             prompt_style=style,
             dtype=dtype or "auto",
             quantization="fp8" if fp8 else quantization,
-            tensor_parallel_size=1,
+            # GPUs one model is split over (a model larger than one GPU); SPARSE_ASSETS_LLM_GPUS sets it
+            tensor_parallel_size=tensor_parallel_size or int(os.environ.get("SPARSE_ASSETS_LLM_GPUS", "1")),
             max_model_len=max_model_len or (32768 if thinking else 8192),
             gpu_memory_utilization=gpu_memory_utilization or 0.90,
             max_num_seqs=max_num_seqs or 256,

@@ -1,0 +1,67 @@
+"""The benchmark's own measuring parts (bench/run_bench.py): process-tree memory, run configs, the report."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+
+from sparse_assets_tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("run_bench", REPO / "bench" / "run_bench.py")
+run_bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_bench)
+
+ALLOCATE = "import time; block = bytearray({mb} * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep({sleep})"
+
+
+def test_tree_memory_counts_a_grandchild_in_its_parents_subtree(tmp_path):
+    # parent (python) -> child (python) that touches 300 MB; the parent itself stays small
+    script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {ALLOCATE.format(mb=300, sleep=2.5)!r}])"
+    result = run_bench.run_measured([sys.executable, "-c", script], env=None, log_file=tmp_path / "log.txt", interval=0.1)
+    sampler = result["_sampler"]
+    assert result["returncode"] == 0 and sampler.samples >= 5
+    assert 300 <= result["peak_mb"] < 600, result["peak_mb"]
+    assert result["peak_rss_sum_mb"] >= result["peak_mb"]  # RSS summed counts shared pages once per process
+    root = max(sampler.subtree_peak_mb, key=sampler.subtree_peak_mb.get)
+    assert sampler.subtree_peak_mb[root] >= 300  # the grandchild's memory shows in its ancestor's subtree
+    assert result["largest_processes"][0]["peak_pss_mb"] >= 300 and "bytearray" in result["largest_processes"][0]["cmdline"]
+    assert result["wall_s"] >= 2.5
+
+
+def test_run_configs_only_name_ops_in_the_selection():
+    config = run_bench.base_run_config({"synthetic_qd_pairs", "enhanced_synonyms", "neural_sparse_v1_model", "neural_sparse_v2_model"},
+                                       quick=True, llm_documents=None, training_steps=None)
+    assert config["ops"]["synthetic_qd_pairs"] == {"config": {"max_documents": 6}}
+    assert config["ops"]["neural_sparse_v1_model"] == {"config": {"steps": 20}}
+    assert run_bench.restricted(config, ["neural_sparse_v2_model", "performance_comparison"]) == {
+        "ops": {"neural_sparse_v2_model": {"config": {"steps": 20}}}}
+    assert run_bench.restricted(config, ["documents"]) == {}
+    changed = run_bench.merged(run_bench.restricted(config, ["synthetic_qd_pairs"]), "synthetic_qd_pairs", {"seed": 14})
+    assert changed == {"ops": {"synthetic_qd_pairs": {"config": {"max_documents": 6, "seed": 14}}}}
+    assert config["ops"]["synthetic_qd_pairs"] == {"config": {"max_documents": 6}}  # not mutated
+    full = run_bench.base_run_config({"synthetic_qd_pairs"}, quick=False, llm_documents=None, training_steps=None)
+    assert full == {}  # the full benchmark runs the assets' own defaults unless told otherwise
+
+
+def test_report_states_goals_and_failures():
+    results = {
+        "command": "bench/run_bench.py", "finished": "now", "corpus": "KorQuAD", "machine": run_bench.machine_notes((1.0, 1.0, 1.0)),
+        "full": {"wall_s": 1500.0, "peak_mb": 5000.0, "peak_rss_sum_mb": 5500.0, "run": {"steps": {}}},
+        "stages": {"mode": "job", "note": "n", "rows": [{"stage": "synthetic_qd_pairs", "group": "llm_generated", "wall_s": 600.0,
+                                                          "peak_mb": 6500.0, "peak_rss_sum_mb": 7000.0}]},
+        "rerun": {"training_settings_changed": {"change": "seed", "wall_s": 450.0, "peak_mb": 3000.0, "peak_rss_sum_mb": 3100.0,
+                                                "ratio_to_full": 0.3},
+                  "llm_settings_changed": {"wall_s": 10.0, "error": "resynthesis_job failed: boom"}},
+        "encoding": {"skipped": "no model"},
+        "latency": {"error": "ValueError: x"},
+    }
+    goals = {g["goal"]: g for g in run_bench.goals(results)}
+    assert goals["full pipeline <= 30 min"]["met"] and goals["full pipeline <= 30 min"]["value"] == "25.0 min"
+    assert not goals["peak memory of any stage < 6 GB"]["met"]
+    assert goals["'training settings changed' re-run <= 40% of the full run"]["met"]
+    results["goals"] = run_bench.goals(results)
+    text = run_bench.markdown(results)
+    assert "| 'training settings changed' re-run <= 40% of the full run | 30.0% | yes |" in text
+    assert "FAILED: resynthesis_job failed: boom" in text and "- `rerun.llm_settings_changed`:" in text
+    assert "- `latency`:" in text and "Skipped: no model." in text
