@@ -10,10 +10,8 @@ prints it and exits 2.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 
@@ -194,18 +192,3 @@ def add_model_commands(subparsers) -> None:
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--name", default=None)
     ex.set_defaults(run=_export)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sparse-assets")
-    add_model_commands(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

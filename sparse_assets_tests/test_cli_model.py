@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sparse_assets.cli_model import main
+from sparse_assets.cli import main
 from sparse_assets_tests.sparse_helpers import korquad_records, trained_tiny_model
 
 
