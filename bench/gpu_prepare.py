@@ -20,7 +20,6 @@ CARRY = ROOT / ".gpu_carry"
 
 
 def main() -> int:
-    import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from bench.bench_retrieval import load_korquad

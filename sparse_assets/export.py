@@ -44,7 +44,6 @@ def sha256_file(path: Path) -> str:
 def trace_document_encoder(model_dir: Path, out_file: Path, max_length: int = 128):
     """TorchScript of the document side; returns the traced module (saved at `out_file`)."""
     import torch
-    from transformers import AutoModelForMaskedLM
 
     model = load_sparse_encoder(model_dir)
     doc, pooling = document_module(model)

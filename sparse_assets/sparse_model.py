@@ -40,7 +40,7 @@ class SparseTrainingSettings:
     learning_rate: float = 2e-3  # head / bias (frozen encoder) ; encoder lr below when not frozen
     encoder_learning_rate: float = 3e-5
     warmup_ratio: float = 0.05
-    max_length: int = 256  # tokens per document window (long documents are split and max-pooled)
+    max_length: int = 512  # tokens per document window, the encoder's limit (longer documents are split and max-pooled)
     query_max_length: int = 64
     seed: int = 13
     output_bias: float = -7.0
@@ -262,6 +262,7 @@ def is_inference_free(model) -> bool:
 
 
 def query_weights(model) -> np.ndarray | None:
+    """The IDF weight of every vocabulary id on the query side of an inference-free model (else None)."""
     from sentence_transformers.sparse_encoder.modules import Router
 
     if not isinstance(model[0], Router):
@@ -269,33 +270,101 @@ def query_weights(model) -> np.ndarray | None:
     return model[0].sub_modules["query"][0].weight.detach().float().cpu().numpy()
 
 
-# ----------------------------------------------------------------------------- windows + encoding
+class IdfQueryEncoder:
+    """The query side of an inference-free model without a forward pass: the query's distinct
+    tokens (the query module's own tokenizer, no special tokens, truncated like it) with their IDF
+    weights. The same vectors as ``SparseEncoder.encode_query``, at a fraction of its latency."""
+
+    def __init__(self, tokenizer, weights: np.ndarray):
+        self.tokenizer = tokenizer
+        self._backend = tokenizer.backend_tokenizer  # the Rust tokenizer: no per-call Python wrapping
+        self.weights = np.asarray(weights, dtype=np.float32)
+
+    @classmethod
+    def of(cls, model) -> "IdfQueryEncoder | None":
+        weights = query_weights(model)
+        return None if weights is None else cls(model[0].sub_modules["query"][0].tokenizer, weights)
+
+    def terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(vocabulary ids, IDF weights) of the query's distinct tokens with a weight."""
+        ids = self._backend.encode(query, add_special_tokens=False).ids[: self.tokenizer.model_max_length]
+        distinct = np.unique(np.asarray(ids, dtype=np.int64))
+        weights = self.weights[distinct]
+        keep = weights != 0
+        return distinct[keep], weights[keep]
+
+    def encode(self, queries: Sequence[str]):
+        """scipy CSR [n_queries, vocab]."""
+        import scipy.sparse as sp
+
+        pairs = [self.terms(q) for q in queries]
+        indptr = np.cumsum([0] + [len(ids) for ids, _ in pairs])
+        ids = np.concatenate([ids for ids, _ in pairs]) if pairs else np.zeros(0, np.int64)
+        weights = np.concatenate([w for _, w in pairs]) if pairs else np.zeros(0, np.float32)
+        return sp.csr_matrix((weights, ids, indptr), shape=(len(queries), len(self.weights)))
 
 
-def document_windows(tokenizer, text: str, max_length: int) -> list[str]:
-    """Split `text` into pieces of at most `max_length` tokens (specials included), cutting at word
-    starts where possible, so that long documents are encoded whole (then max-pooled)."""
-    budget = max(max_length - 2, 4)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = enc["offset_mapping"]
-    if len(offsets) <= budget:
-        return [text]
-    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
-    windows, start_tok = [], 0
-    while start_tok < len(offsets):
-        end_tok = min(start_tok + budget, len(offsets))
-        if end_tok < len(offsets):
-            cut = end_tok
-            while cut > start_tok + budget // 2 and not tokens[cut].startswith("▁"):
+def window_spans(word_starts: Sequence[bool], budget: int) -> list[tuple[int, int]]:
+    """[start, end) spans of at most `budget` tokens that cover all tokens in order; a cut moves
+    back to a word start when there is one in the second half of the window."""
+    spans, start, n = [], 0, len(word_starts)
+    while start < n:
+        end = min(start + budget, n)
+        if end < n:
+            cut = end
+            while cut > start + budget // 2 and not word_starts[cut]:
                 cut -= 1
-            end_tok = cut if cut > start_tok + budget // 2 else end_tok
-        a = offsets[start_tok][0]
-        b = offsets[end_tok][0] if end_tok < len(offsets) else len(text)
-        piece = text[a:b].strip()
-        if piece:
-            windows.append(piece)
-        start_tok = end_tok
-    return windows or [text]
+            end = cut if cut > start + budget // 2 else end
+        spans.append((start, end))
+        start = end
+    return spans or [(0, 0)]
+
+
+def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after a text (XLM-R: <s> ... </s>)."""
+    inner = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for i in range(len(full) - len(inner) + 1):
+        if full[i : i + len(inner)] == inner:
+            return full[:i], full[i + len(inner) :]
+    raise SparseModelError(f"cannot tell the special tokens of {type(tokenizer).__name__} apart from the text")
+
+
+def word_start_table(tokenizer) -> np.ndarray:
+    """For every vocabulary id: does the token begin a word (SentencePiece "▁")?"""
+    return np.array([t.startswith("▁") for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))])
+
+
+def token_windows(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[np.ndarray], list[int]]:
+    """Each text tokenized once and cut into windows of at most `max_length` tokens, special
+    tokens included, so that all of a long text is encoded; returns (windows, index of the text of
+    each window). A text that fits is one window: exactly the tokenizer's ids for it."""
+    prefix, suffix = special_token_frame(tokenizer)
+    budget = max(max_length - len(prefix) - len(suffix), 4)
+    word_start = word_start_table(tokenizer)
+    token_ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if len(texts) else []
+    windows, owner = [], []
+    for i, ids in enumerate(token_ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        for a, b in window_spans(word_start[ids], budget):
+            windows.append(np.concatenate([prefix, ids[a:b], suffix]).astype(np.int64))
+            owner.append(i)
+    return windows, owner
+
+
+def padded_batches(windows: Sequence[np.ndarray], batch_size: int, pad_id: int):
+    """(window indices, input_ids, attention_mask) batches, longest windows first (less padding)."""
+    import torch
+
+    order = np.argsort([-len(w) for w in windows], kind="stable")
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        ids = np.full((len(idx), len(windows[idx[0]])), pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, j in enumerate(idx):
+            ids[row, : len(windows[j])] = windows[j]
+            mask[row, : len(windows[j])] = 1
+        yield idx, torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def document_text(doc: Mapping) -> str:
@@ -303,31 +372,47 @@ def document_text(doc: Mapping) -> str:
     return f"{title} {doc['text']}".strip() if title and not doc["text"].startswith(title) else doc["text"]
 
 
-def encode_documents(model, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32):
-    """scipy CSR [n_docs, vocab]: each text windowed to `max_length` tokens, windows max-pooled."""
+def splade_activation(pooling):
+    """log1p(relu(x)) (or OpenSearch v3's log1p(log1p(relu(x)))) of the document side's SpladePooling."""
+    import torch
+
+    if pooling.pooling_strategy != "max" or pooling.activation_function not in ("relu", "log1p_relu"):
+        raise SparseModelError(
+            f"document pooling {pooling.pooling_strategy!r} with {pooling.activation_function!r}: only SPLADE "
+            "max pooling with relu or log1p_relu is supported (retrain, or convert the model)"
+        )
+    if pooling.activation_function == "relu":
+        return lambda x: torch.log1p(torch.relu(x))
+    return lambda x: torch.log1p(torch.log1p(torch.relu(x)))
+
+
+def encode_documents(model, texts: Sequence[str], max_length: int | None = None, batch_size: int | None = None):
+    """scipy CSR [n_docs, vocab]: each text tokenized once and cut into windows of `max_length`
+    tokens, windows encoded in length-sorted batches and max-pooled per text. The SPLADE max is
+    taken over the raw logits of each window's own tokens and only then activated (log1p(relu) is
+    monotonic): the vectors of SparseEncoder.encode_document for texts that fit one window,
+    without the activation over every token of the batch. `batch_size`: windows per forward pass
+    (default 8 on a CPU, where larger batches were slower here; 64 on a GPU)."""
     import scipy.sparse as sp
     import torch
 
-    doc_mod, _ = document_module(model)
-    max_length = max_length or doc_mod.max_seq_length
+    doc_mod, pooling = document_module(model)
+    activate = splade_activation(pooling)
     tokenizer = doc_mod.tokenizer
-    pieces, owner = [], []
-    for i, text in enumerate(texts):
-        for w in document_windows(tokenizer, text, max_length):
-            pieces.append(w)
-            owner.append(i)
-    order = np.argsort([-len(p) for p in pieces], kind="stable")  # length-sorted batches pad less
+    windows, owner = token_windows(tokenizer, texts, max_length or doc_mod.max_seq_length)
+    owner = np.asarray(owner, dtype=np.int64)
+    batch_size = batch_size or (8 if model.device.type == "cpu" else 64)
     rows, cols, vals = [], [], []
-    with torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            emb = model.encode_document([pieces[j] for j in idx], convert_to_tensor=True, convert_to_sparse_tensor=True, batch_size=batch_size)
-            emb = emb.coalesce().cpu()
-            r, c = emb.indices().numpy()
-            rows.append(np.asarray(owner)[idx][r])
-            cols.append(c)
-            vals.append(emb.values().float().numpy())
-    dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else len(tokenizer)
+    with torch.inference_mode():
+        for idx, ids, mask in padded_batches(windows, batch_size, tokenizer.pad_token_id):
+            logits = doc_mod({"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)})["token_embeddings"]
+            lengths = mask.sum(dim=1).tolist()
+            pooled = activate(torch.stack([logits[row, :n].amax(dim=0) for row, n in enumerate(lengths)]))
+            r, c = pooled.nonzero(as_tuple=True)
+            rows.append(owner[idx][r.cpu().numpy()])
+            cols.append(c.cpu().numpy())
+            vals.append(pooled[r, c].float().cpu().numpy())
+    dim = model.get_embedding_dimension()
     if not rows:
         return sp.csr_matrix((len(texts), dim), dtype=np.float32)
     # several windows of one document are max-pooled (not summed)
@@ -347,10 +432,13 @@ def _max_pool_rows(rows, cols, vals, shape):
 
 
 def encode_queries(model, queries: Sequence[str], batch_size: int = 64):
-    """scipy CSR [n_queries, vocab] from the model's query side (IDF bag or SPLADE)."""
+    """scipy CSR [n_queries, vocab] from the model's query side (IDF bag: tokenizer + lookup; SPLADE: a forward pass)."""
     import scipy.sparse as sp
     import torch
 
+    idf_encoder = IdfQueryEncoder.of(model)
+    if idf_encoder is not None:
+        return idf_encoder.encode(queries)
     dim = model.get_embedding_dimension()
     if not queries:
         return sp.csr_matrix((0, dim), dtype=np.float32)

@@ -14,7 +14,6 @@ SparseMultipleNegativesRankingLoss + FlopsLoss on documents, as SpladeLoss combi
 from __future__ import annotations
 
 import json
-import math
 import random
 import resource
 import shutil
@@ -34,10 +33,11 @@ from sparse_assets.sparse_model import (
     build_sparse_encoder,
     document_module,
     document_text,
-    document_windows,
     idf_vector,
+    padded_batches,
     prepare_mlm_folder,
     resolve_device,
+    token_windows,
     write_idf_json,
 )
 from sparse_assets.teacher import candidate_lists, dense_encoder, idf_overlap_scores, margin_scale, teacher_scores
@@ -278,21 +278,13 @@ def _compute_hidden(auto_model, tokenizer, texts: Sequence[str], max_length: int
     import torch
 
     base = auto_model.base_model
-    windows, owner = [], []
-    for i, text in enumerate(texts):
-        for w in document_windows(tokenizer, text, max_length):
-            windows.append(w)
-            owner.append(i)
-    order = np.argsort([-len(w) for w in windows], kind="stable")
+    windows, owner = token_windows(tokenizer, texts, max_length)
     parts: list[list] = [[] for _ in texts]
     with torch.inference_mode(), torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            enc = tokenizer([windows[j] for j in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
-            hidden = base(**enc).last_hidden_state
+        for idx, ids, mask in padded_batches(windows, batch_size, tokenizer.pad_token_id):
+            hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             for row, j in enumerate(idx):
-                n = int(enc["attention_mask"][row].sum())
-                parts[owner[j]].append((j, hidden[row, :n].float().clone()))
+                parts[owner[j]].append((j, hidden[row, : len(windows[j])].float().clone()))
     return [torch.cat([h for _, h in sorted(p, key=lambda x: x[0])]) for p in parts]
 
 

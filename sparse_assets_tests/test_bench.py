@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 
 from sparse_assets_tests.conftest import REPO
 

@@ -44,15 +44,16 @@ def test_cpu_default_is_gemma_float32_fewshot():
     s = engine_settings(machine="x86_64", accelerator="cpu")
     assert s.model == OFFLINE_MODEL and s.dtype == "float32" and s.prompt_style == "fewshot"
     assert s.quantization is None and not s.structured_outputs and s.enforce_eager
-    assert s.env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert s.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and s.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     kwargs = s.llm_kwargs("/models/gemma")
     assert kwargs["model"] == "/models/gemma" and "gpu_memory_utilization" not in kwargs
+    assert kwargs["distributed_executor_backend"] == "uni" and kwargs["max_num_seqs"] == 16
 
 
 def test_cpu_aarch64_adds_the_arm_env():
     s = engine_settings(machine="arm64", accelerator="cpu")
     assert s.enforce_eager and s.compilation_mode == 0
-    assert set(AARCH64_ENV) <= set(s.env) and s.env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert set(AARCH64_ENV) <= set(s.env) and s.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
 
 
 def test_fp8_on_cpu_is_refused_with_a_reason_unless_remote():

@@ -52,6 +52,20 @@ def test_index_search_and_sparsity_statistics():
     assert flops(queries, docs) == pytest.approx(0.5 * 0 + 0.5 * 2 / 3 + 0.5 / 3)
 
 
+def test_index_search_equals_brute_force_dot_products():
+    docs = sp.random(300, 500, density=0.03, format="csr", dtype=np.float32, random_state=1)
+    queries = sp.random(40, 500, density=0.02, format="csr", dtype=np.float32, random_state=2)
+    index = SparseIndex([f"d{i}" for i in range(300)], docs)
+    dense = (queries @ docs.T).toarray()
+    for row, hits in zip(dense, index.search(queries, k=10)):
+        best = [i for i in np.argsort(-row, kind="stable")[:10] if row[i] > 0]
+        assert [h for h, _ in hits] == [f"d{i}" for i in best]
+        np.testing.assert_allclose([s for _, s in hits], row[best], rtol=1e-5)
+    q = queries[3]
+    assert index.search_terms(q.indices, q.data, k=5) == index.search(q, k=5)[0]
+    assert index.search_terms(np.zeros(0, np.int64), np.zeros(0, np.float32)) == []  # no terms: nothing found
+
+
 def test_idf_only_matrices():
     class Tok:
         all_special_ids = [0]

@@ -14,15 +14,19 @@ from sparse_assets.sparse_model import (
     SparseModelError,
     SparseTrainingSettings,
     build_sparse_encoder,
-    document_windows,
+    document_module,
     encode_documents,
     encode_queries,
     folder_tokenizer,
     load_sparse_encoder,
+    model_tokenizer,
     prepare_mlm_folder,
     read_idf_json,
+    token_windows,
 )
 from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, tiny_settings, trained_tiny_model
+
+QUERIES = ["대한민국의 수도는 어디인가?", "", "임진왜란 " * 400, "이순신 장군"]  # empty, and longer than the tokenizer allows
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +133,39 @@ def test_idf_json_of_another_vocabulary_is_rejected(tiny, base_encoder_dir, tmp_
         load_sparse_encoder(base_encoder_dir)
 
 
-def test_document_windows_cover_long_documents(base_encoder_dir):
+def test_token_windows_cover_long_documents_and_cut_at_word_starts(base_encoder_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(base_encoder_dir))
-    text = " ".join(d["text"] for d in korquad_records(1)[0][:4])
-    windows = document_windows(tok, text, 64)
-    assert len(windows) > 3
-    assert all(len(tok(w)["input_ids"]) <= 64 + 2 for w in windows)
-    assert "".join(windows).replace(" ", "") == text.replace(" ", "")
+    texts = [" ".join(d["text"] for d in korquad_records(1)[0][:4]), "짧은 문서", ""]
+    windows, owner = token_windows(tok, texts, 64)
+    assert owner.count(0) > 3 and owner[-2:] == [1, 2]
+    assert all(len(w) <= 64 and w[0] == tok.cls_token_id and w[-1] == tok.sep_token_id for w in windows)
+    long_ids = tok(texts[0], add_special_tokens=False, verbose=False)["input_ids"]
+    assert np.concatenate([w[1:-1] for w, o in zip(windows, owner) if o == 0]).tolist() == long_ids  # nothing lost
+    assert all(tok.convert_ids_to_tokens(int(w[1])).startswith("▁") for w, o in zip(windows, owner) if o == 0)
+    assert windows[-2].tolist() == tok("짧은 문서")["input_ids"]  # a text that fits: the tokenizer's own ids
+    assert windows[-1].tolist() == tok("")["input_ids"]
+
+
+def test_document_and_query_vectors_match_sentence_transformers(tiny):
+    """encode_documents (one tokenization, max before activation) and the IDF query encoder give
+    the vectors of SparseEncoder.encode_document / encode_query."""
+    import torch
+
+    folder, _, docs, _, _ = tiny
+    model = load_sparse_encoder(folder)
+    texts = [d["text"] for d in docs[:6]] + [d["text"][:120] for d in docs[6:12]] + ["대한민국의 수도는 서울이다."]
+    max_length = document_module(model)[0].max_seq_length
+    fits = [i for i, t in enumerate(texts) if len(model_tokenizer(model)(t)["input_ids"]) <= max_length]
+    with torch.no_grad():
+        plain = model.encode_document(texts, convert_to_tensor=True, convert_to_sparse_tensor=True).coalesce().to_dense().numpy()
+        plain_queries = model.encode_query(QUERIES, convert_to_tensor=True, convert_to_sparse_tensor=True).coalesce().to_dense().numpy()
+    ours = encode_documents(model, texts).toarray()
+    assert 3 <= len(fits) < len(texts)  # both kinds: documents that fit, documents cut into windows
+    np.testing.assert_allclose(ours[fits], plain[fits], atol=1e-4)
+    assert (ours > 0).sum() > 10 * len(texts)
+    np.testing.assert_array_equal(encode_queries(model, QUERIES).toarray(), plain_queries)
 
 
 def test_train_model_asset_metadata_and_checks(base_encoder_dir):

@@ -22,7 +22,7 @@ class SparseTrainingConfig(dg.Config):
     learning_rate: float = 2e-3
     encoder_learning_rate: float = 3e-5
     warmup_ratio: float = 0.05
-    max_length: int = 256
+    max_length: int = 512
     query_max_length: int = 64
     seed: int = 13
     output_bias: float = -7.0

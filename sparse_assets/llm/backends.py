@@ -83,8 +83,6 @@ class VLLMBackend:
 
     def start(self) -> None:
         os.environ.update(self.engine.env)
-        if self.engine.accelerator == "cpu":
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine.cpu_kvcache_gb))
         model_path = resolve_model_path(self.engine.model, log=self.log)
         from vllm import LLM
 
