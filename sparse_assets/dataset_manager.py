@@ -23,7 +23,11 @@ class DatasetManager:
         """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
         Status: ok, modified (hash differs from metadata.json), missing (indexed, not on disk),
         untracked (on disk, not indexed)."""
-        index = {entry["path"]: entry for entry in read_index(UPath(self.base_path)).values()}
+        index = {}
+        for entry in read_index(UPath(self.base_path)).values():
+            index[entry["path"]] = entry
+            for path, sha256 in entry.get("sidecars", {}).items():  # e.g. idf.json beside idf_statistics.pkl
+                index[path] = {"asset_key": entry["asset_key"], "path": path, "sha256": sha256}
         rows = []
         for relative in sorted(set(index) | set(self._on_disk())):
             path = self.base_path / relative

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,13 @@ import dagster as dg
 from upath import UPath
 
 from sparse_assets.layout import asset_path
-from sparse_assets.storage import atomic_replace_folder, atomic_write_any, atomic_write_bytes, atomic_write_json, record_artifact
+from sparse_assets.storage import (
+    atomic_replace_folder,
+    atomic_write_any,
+    atomic_write_bytes,
+    atomic_write_json,
+    record_artifact,
+)
 from sparse_assets.tables import sample_markdown
 
 SAMPLE_ROWS = 5
@@ -54,7 +61,9 @@ class _DatasetIOManager(dg.UPathIOManager):
         for name, sidecar in sidecars.items():
             atomic_write_any(path.parent / name, sidecar)
         self.write(value, path)
-        entry = record_artifact(self._base_path, context.asset_key.to_user_string(), asset_path(context.asset_key.path[-1]), context.run_id)
+        relative = asset_path(context.asset_key.path[-1])
+        sidecar_paths = [str(Path(relative).parent / name) for name in sidecars]
+        entry = record_artifact(self._base_path, context.asset_key.to_user_string(), relative, context.run_id, sidecar_paths)
         context.add_output_metadata(
             {
                 "bytes": dg.MetadataValue.int(entry["bytes"]),
@@ -105,14 +114,27 @@ class JsonIOManager(_DatasetIOManager):
         return json.loads(path.read_bytes().decode("utf-8"))
 
 
+HANDOVER_PREFIX = "sparse-assets-handover-"
+
+
+def handover_folder() -> Path:
+    """A new temp folder for an asset to build a model folder in; the model IO manager removes it
+    once its copy is in place."""
+    return Path(tempfile.mkdtemp(prefix=HANDOVER_PREFIX))
+
+
 class ModelFolderIOManager(_DatasetIOManager):
     """Assets return a local folder (a model saved by its library); it is copied into place
-    atomically. Loading gives a local folder Path (downloaded first when the root is remote)."""
+    atomically (a `handover_folder()` is removed afterwards). Loading gives a local folder Path
+    (downloaded first when the root is remote)."""
 
     format_name = "model folder"
 
     def write(self, value: Any, path: UPath) -> None:
-        atomic_replace_folder(Path(value), path)
+        source = Path(value)
+        atomic_replace_folder(source, path)
+        if source.name.startswith(HANDOVER_PREFIX):
+            shutil.rmtree(source, ignore_errors=True)
 
     def read(self, path: UPath) -> Path:
         if not path.is_dir():

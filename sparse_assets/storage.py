@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +132,9 @@ def read_index(root: UPath) -> dict[str, dict[str, Any]]:
         ) from error
 
 
-def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None) -> dict[str, Any]:
-    """Hash the artifact at `root/relative_path` and add or replace its entry in metadata.json."""
+def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
+    """Hash the artifact at `root/relative_path` (and its `sidecars`, files written beside it) and add
+    or replace its entry in metadata.json."""
     sha256, size = content_hash(root / relative_path)
     entry = {
         "asset_key": asset_key,
@@ -143,6 +144,8 @@ def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str
         "bytes": size,
         "sha256": sha256,
     }
+    if sidecars:
+        entry["sidecars"] = {path: content_hash(root / path)[0] for path in sidecars}
     with _index_lock(root):
         artifacts = read_index(root)
         artifacts[asset_key] = entry

@@ -37,9 +37,6 @@ DAGSTER = Path(sys.executable).parent / "dagster"
 BASE_ARTIFACTS = {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base"}
 # the base_model group's data assets (its model, neural_sparse_v1_model, is trained elsewhere in the tests)
 DATA_ASSETS = [a for a in base_assets if not {k.path[-1] for k in a.keys} - BASE_ARTIFACTS]
-# idf.json is written beside idf_statistics.pkl but has no metadata.json entry of its own (yet)
-UNINDEXED_SIDECARS = {"idf.json": "untracked"}
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -234,7 +231,7 @@ def test_artifact_deleted_behind_the_index_shows_missing_and_names_what_to_remat
     assert "| qd_pairs_base |" in row and row.rstrip().endswith("| missing |")
     status = {row["name"]: row["status"] for row in DatasetManager(root).artifacts()}
     assert status.pop("qd_pairs_base.pkl") == "missing"
-    assert {name: s for name, s in status.items() if s != "ok"} == UNINDEXED_SIDECARS
+    assert {name: s for name, s in status.items() if s != "ok"} == {}  # sidecars (idf.json) are indexed too
     assert cli(["--dataset", str(root), "check", "base_model/qd_pairs_base.pkl"]) == 1
 
     defs = build_definitions(root, ["unused"], cache_dir=model_cache)
@@ -294,7 +291,7 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
     assert_intact(root, before)
     # the dataset summary still reports everything as ok (the temp file is not an artifact)
     status = {row["name"]: row["status"] for row in DatasetManager(root).artifacts()}
-    assert {name: s for name, s in status.items() if s != "ok"} == UNINDEXED_SIDECARS
+    assert {name: s for name, s in status.items() if s != "ok"} == {}  # sidecars (idf.json) are indexed too
     assert len(status) == len(before) - 1  # metadata.json is the index, not an artifact
     # and a downstream asset still loads what is there
     defs = build_definitions(root, ["unused"], cache_dir=model_cache)

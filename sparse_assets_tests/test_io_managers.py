@@ -14,6 +14,7 @@ import pytest
 from upath import UPath
 
 from sparse_assets.io_managers import WithSidecars, io_managers
+from sparse_assets.dataset_manager import DatasetManager
 from sparse_assets.storage import content_hash, read_index
 
 DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]
@@ -71,6 +72,27 @@ def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
     assert metadata["records"].value == 1 and "제목" in metadata["sample"].value
     assert metadata["sha256"].value == index["documents"]["sha256"]
     assert not list(root.rglob("*.tmp"))
+    assert index["idf_statistics"]["sidecars"] == {"base_model/idf.json": content_hash(UPath(root / "base_model/idf.json"))[0]}
+    rows = {row["name"]: row for row in DatasetManager(root).artifacts()}
+    assert (rows["idf.json"]["asset"], rows["idf.json"]["status"]) == ("idf_statistics", "ok")  # a sidecar is tracked
+
+
+def test_a_handed_over_model_folder_is_removed_once_in_place_and_others_are_kept(tmp_path, model_source):
+    from sparse_assets.io_managers import handover_folder
+
+    built = handover_folder()
+    (built / "config.json").write_text('{"model_type": "bert"}')
+
+    @dg.asset(io_manager_key="model_io_manager")
+    def neural_sparse_v2_model():
+        return built
+
+    root = tmp_path / "dataset"
+    assert dg.materialize([neural_sparse_v1_model, neural_sparse_v2_model, idf_statistics, documents],
+                          resources=io_managers(str(root))).success
+    assert not built.exists()  # the temp folder the asset built in is gone
+    assert (root / "enhanced_model/neural_sparse_v2_model/config.json").exists()
+    assert (model_source / "weights.bin").exists()  # a folder the asset did not build is left alone
 
 
 def test_the_same_managers_work_on_another_fsspec_filesystem(model_source):

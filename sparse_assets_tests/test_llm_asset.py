@@ -12,7 +12,7 @@ import pytest
 from sparse_assets.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
 from sparse_assets.io_managers import io_managers
 from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
-from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title
+from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, start_llm_materialization
 
 pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
 
@@ -162,8 +162,6 @@ def test_base_model_verdicts_flag_without_changing_the_dictionary():
 def test_cancelling_the_run_ends_the_worker(tmp_path):
     """SIGINT to the orchestrating process (what cancelling a run sends) ends the worker."""
     import signal
-    import subprocess
-    import sys
     import threading
     import time
 
@@ -176,22 +174,7 @@ def test_cancelling_the_run_ends_the_worker(tmp_path):
         return " 끝나지 않는 질문은 무엇인가?"
 
     with FakeOpenAI(slow) as server:
-        script = tmp_path / "run.py"
-        script.write_text(
-            "import dagster as dg\n"
-            "from sparse_assets.assets.llm_generated import synthetic_qd_pairs\n"
-            "from sparse_assets.io_managers import io_managers\n"
-            "from sparse_assets.resources import PROJECT_ROOT, LLMResource\n"
-            "from sparse_assets_tests.test_llm_asset import documents_stub\n"
-            f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
-            f" 'llm': LLMResource(backend='openai', base_url={server.url!r}),"
-            " 'pipes_subprocess_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
-        )
-        log = tmp_path / "run.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen([sys.executable, str(script)], cwd=PROJECT_ROOT, start_new_session=True,
-                                       stdout=out, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        process, log = start_llm_materialization(tmp_path, f"LLMResource(backend='openai', base_url={server.url!r})")
         try:
             deadline = time.time() + 90
             while not server.requests and time.time() < deadline and process.poll() is None:

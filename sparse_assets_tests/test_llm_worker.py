@@ -8,6 +8,7 @@ from sparse_assets.assets.llm_generated import synthetic_qd_pairs
 from sparse_assets.io_managers import io_managers
 from sparse_assets.korean import hangul_ratio
 from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets_tests.llm_fakes import start_llm_materialization
 from sparse_assets_tests.test_llm_asset import documents_stub, five_documents
 
 pytestmark = [
@@ -48,28 +49,11 @@ def test_cancel_ends_the_worker_and_the_vllm_engine(tmp_path):
     inside it) and any engine processes end."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import psutil
 
-    script = tmp_path / "run.py"
-    script.write_text(
-        "import dagster as dg\n"
-        "from sparse_assets.assets.llm_generated import synthetic_qd_pairs\n"
-        "from sparse_assets.io_managers import io_managers\n"
-        "from sparse_assets.resources import PROJECT_ROOT, LLMResource\n"
-        "from sparse_assets_tests.test_llm_asset import documents_stub\n"
-        f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
-        " 'llm': LLMResource(backend='vllm'),"
-        " 'pipes_subprocess_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
-    )
-    log = tmp_path / "run.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, str(script)], cwd=PROJECT_ROOT, start_new_session=True,
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    process, log = start_llm_materialization(tmp_path, "LLMResource(backend='vllm')")
     try:
         deadline, workers = time.time() + 120, []
         while time.time() < deadline and process.poll() is None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 
+from sparse_assets.io_managers import handover_folder
 from sparse_assets.sparse_model import SparseTrainingSettings
 from sparse_assets.sparse_training import train_sparse_encoder
 
@@ -85,11 +85,12 @@ def loss_curve_png(steps: list[int], losses: list[float], path: Path) -> Path | 
 
 
 def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, idf_statistics, base_folder: Path) -> tuple[Path, dict]:
-    """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager moves
-    the folder into place; the blocking checks read `training_report.json` / `validation` from it."""
+    """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager copies
+    the folder into place and removes the temp folder; the blocking checks read `training_report.json`
+    / `validation` from it."""
     settings = config.settings()
     idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
-    out = Path(tempfile.mkdtemp(prefix="sparse-model-")) / "model"
+    out = handover_folder()
 
     def progress(step: int, total: int, loss: float) -> None:
         if step == total or step % max(1, total // 20) == 0:
