@@ -12,6 +12,12 @@ from sparse_assets.layout import METADATA_FILE
 from sparse_assets.storage import content_hash, forget_artifacts, read_index
 from sparse_assets.tables import markdown_table
 
+MODEL_FOLDER_MARKERS = ("config.json", "modules.json")  # transformers / sentence-transformers
+
+
+def _is_model_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).exists() for marker in MODEL_FOLDER_MARKERS)
+
 
 class DatasetManager:
     """Look at, check and clear the artifacts under `base_path` (what the IO managers wrote)."""
@@ -46,17 +52,18 @@ class DatasetManager:
         return rows
 
     def _on_disk(self) -> list[str]:
-        """Artifact paths: files and model folders (a folder holding config.json counts as one)."""
+        """Artifact paths: files and model folders (a folder holding a model's config.json or a
+        SparseEncoder's modules.json counts as one)."""
         if not self.base_path.exists():
             return []
         found = []
         for path in self.base_path.rglob("*"):
             relative = path.relative_to(self.base_path)
             hidden = any(part.startswith(".") for part in relative.parts)
-            inside_model = any((self.base_path / p / "config.json").exists() for p in list(relative.parents)[:-1])
+            inside_model = any(_is_model_folder(self.base_path / p) for p in list(relative.parents)[:-1])
             if hidden or inside_model or relative.name in (METADATA_FILE, "README.md"):
                 continue
-            if (path.is_dir() and (path / "config.json").exists()) or (path.is_file() and len(relative.parts) > 1):
+            if _is_model_folder(path) or (path.is_file() and len(relative.parts) > 1):
                 found.append(str(relative))
         return found
 

@@ -18,9 +18,10 @@ def dataset(tmp_path):
     for relative, value in [("base_model/documents.json", [{"id": "d1"}]), ("llm_generated/enhanced_synonyms.json", {"학교": ["school"]})]:
         atomic_write_json(UPath(root / relative), value)
         record_artifact(UPath(root), relative.split("/")[1].split(".")[0], relative, "run-1")
-    model = root / "base_model/neural_sparse_v1_model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
+    model = root / "base_model/neural_sparse_v1_model"  # a SparseEncoder folder: modules.json on top, config.json below
+    (model / "document_0_Transformer").mkdir(parents=True)
+    (model / "modules.json").write_text("[]")
+    (model / "document_0_Transformer/config.json").write_text("{}")
     return root
 
 

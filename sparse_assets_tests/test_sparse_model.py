@@ -185,3 +185,4 @@ def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     assert metadata["validation_doc_active_dims"] > 10
     results = [check(dg.build_asset_check_context(), folder) for check in sparse_model_checks("neural_sparse_v1_model")]
     assert [r.passed for r in results][:2] == [True, True]  # dims within bounds, no zero vectors
+    shutil.rmtree(folder)  # the model IO manager would have removed this handover folder
