@@ -41,6 +41,14 @@ DATA_ASSETS = [a for a in base_assets if not {k.path[-1] for k in a.keys} - BASE
 # ----------------------------------------------------------------------------- helpers
 
 
+def start_materialize(select: str, env: dict, log: Path) -> subprocess.Popen:
+    """`dagster asset materialize --select SELECT` in its own process group (so that a test can
+    signal or kill all of it), its output in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.definitions", "--select", select],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def io_manager_key(relative_path: str) -> str:
     if relative_path.endswith(".json"):
         return "json_io_manager"
@@ -271,10 +279,7 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
            "SPARSE_ASSETS_CORPUS": str(other), "SPARSE_ASSETS_CACHE": str(model_cache),
            "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "FAULT_FILE": "documents.json", "FAULT_MARKER": str(marker)}
     log = tmp_path / "materialize.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.definitions",
-                                    "--select", "documents,eval_queries"], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_materialize("documents,eval_queries", env, log)
     try:
         deadline = time.time() + 120
         while not marker.exists() and time.time() < deadline and process.poll() is None:
@@ -339,10 +344,7 @@ def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_
                "SPARSE_ASSETS_CACHE": str(model_cache), "SPARSE_ASSETS_LLM_BACKEND": "openai",
                "SPARSE_ASSETS_LLM_BASE_URL": server.url, "PYTHONPATH": str(REPO)}
         log = tmp_path / "run.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.definitions",
-                                        "--select", "synthetic_qd_pairs"], cwd=REPO, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        process = start_materialize("synthetic_qd_pairs", env, log)
         try:
             deadline = time.time() + 120
             while not server.requests and time.time() < deadline and process.poll() is None:

@@ -87,7 +87,6 @@ class EngineSettings:
     reasoning_parser: str | None = None
     structured_outputs: bool = False
     seed: int = 0
-    cpu_kvcache_gb: int = 1  # VLLM_CPU_KVCACHE_SPACE (whole GiB)
     distributed_executor_backend: str | None = None  # "uni": the model runs in the engine's process
     batch_size: int = 64  # prompts per generate() call: progress is reported between batches
     env: dict[str, str] = field(default_factory=dict)
@@ -199,9 +198,9 @@ def engine_settings(
             batch_size=batch_size or 512,
         )
     else:
-        cpu_kvcache_gb = 1  # the model (1.07 GB in float32) + KV cache + vLLM stay under ~5.5 GB
+        # a 1 GiB KV cache (whole GiB only): the model (1.07 GB in float32) + cache + vLLM stay under ~5.5 GB;
         # one process: the engine core runs in the caller, the model in the engine core
-        env.update({"VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_gb), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        env.update({"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
         settings = EngineSettings(
             model=model,
             accelerator="cpu",
@@ -216,7 +215,6 @@ def engine_settings(
             reasoning_parser="deepseek_r1" if thinking else None,
             structured_outputs=style == "chat_json",
             seed=seed,
-            cpu_kvcache_gb=cpu_kvcache_gb,
             distributed_executor_backend="uni" if (tensor_parallel_size or 1) == 1 else None,
             tensor_parallel_size=tensor_parallel_size or 1,
             batch_size=batch_size or 32,
