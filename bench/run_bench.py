@@ -467,7 +467,15 @@ def section_latency(model_dir: Path, docs: list[dict], queries: list[dict], n_qu
 
     from sparse_assets.bm25 import KiwiBM25
     from sparse_assets.retrieval import SparseIndex
-    from sparse_assets.sparse_model import IdfQueryEncoder, document_text, encode_documents, encode_queries, is_inference_free, load_sparse_encoder, model_tokenizer
+    from sparse_assets.sparse_model import (
+        IdfQueryEncoder,
+        document_text,
+        encode_documents,
+        encode_queries,
+        is_inference_free,
+        load_sparse_encoder,
+        model_tokenizer,
+    )
 
     model = load_sparse_encoder(model_dir)
     texts = [document_text(d) for d in docs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import bm25s
 import numpy as np
@@ -25,13 +25,23 @@ class KiwiBM25:
         # bm25s drops documents/queries with no terms; an empty string keeps positions aligned.
         return [tokens or [""] for tokens in morphemes(texts, content_only=self.content_only)]
 
+    def _known_tokens(self, queries: Sequence[str]) -> list[list[str]]:
+        """Each query's morphemes that occur in the index (bm25s rejects terms it never indexed)."""
+        known = self._retriever.vocab_dict
+        return [[t for t in tokens if t in known] for tokens in morphemes(list(queries), content_only=self.content_only)]
+
+    def score_all(self, queries: Sequence[str]) -> Iterator[np.ndarray]:
+        """The BM25 score of every document (in index order) for each query, one array per query."""
+        for tokens in self._known_tokens(queries):
+            yield np.asarray(self._retriever.get_scores(tokens), dtype=np.float32) if tokens else np.zeros(len(self.doc_ids), np.float32)
+
     def search(self, queries: Sequence[str], k: int = 100) -> list[list[tuple[str, float]]]:
         """Top-k (doc_id, score) per query, best first; documents with score 0 are left out."""
         if not queries:
             return []
         k = min(k, len(self.doc_ids))
-        indices, scores = self._retriever.retrieve(self._tokens(queries), k=k, show_progress=False)
-        return [
-            [(self.doc_ids[i], float(s)) for i, s in zip(row_ids, row_scores) if s > 0]
-            for row_ids, row_scores in zip(np.asarray(indices), np.asarray(scores))
-        ]
+        hits: list[list[tuple[str, float]]] = []
+        for scores in self.score_all(queries):
+            top = np.argsort(-scores, kind="stable")[:k]
+            hits.append([(self.doc_ids[i], float(scores[i])) for i in top if scores[i] > 0])
+        return hits

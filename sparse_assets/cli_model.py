@@ -1,92 +1,26 @@
 """Model verbs of the `sparse-assets` command: evaluate, search, export (BEIR-format input).
 
-    sparse-assets evaluate --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--bm25] [--output results.json]
+    sparse-assets evaluate --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--bm25] [--model-idf] [--output results.json]
     sparse-assets search --model DIR --corpus corpus.jsonl "질문" [-k 10]
-    sparse-assets export --model DIR --out DIR
+    sparse-assets export --model DIR --out DIR [--corpus corpus.jsonl]
 
-Errors in the input raise `ModelCommandError` (a ValueError) with the file and what to do; the CLI
-prints it and exits 2.
+A model moved to another corpus keeps its document weights (full vocabulary) and takes that corpus's
+statistics: `evaluate` and `search` re-fit the query-side IDF and the length pivot to `--corpus`
+(`--model-idf` keeps the training corpus's), `export --corpus` writes idf.json from that corpus.
+
+The BEIR files are read and cross-checked by `sparse_assets.corpus.read_beir` (the reader of the
+`beir:DIR` corpus source). Errors in the input raise `ModelCommandError` or `CorpusError` (both
+ValueErrors) with the file and what to do; the CLI prints it and exits 2.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 
 class ModelCommandError(ValueError):
     """Bad input to a model verb; the message names the file and what to do."""
-
-
-def _read_jsonl(path: Path, kind: str) -> list[dict]:
-    if not path.exists():
-        raise ModelCommandError(f"{path}: {kind} file not found")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ModelCommandError(f"{path}:{n}: not valid JSON ({exc.msg}); a BEIR {kind} file has one JSON object per line") from None
-            if "_id" not in row:
-                raise ModelCommandError(f"{path}:{n}: no '_id' field; BEIR {kind} lines look like {{\"_id\": ..., \"text\": ...}}")
-            rows.append(row)
-    if not rows:
-        raise ModelCommandError(f"{path}: empty {kind} file")
-    return rows
-
-
-def read_corpus(path: Path) -> list[dict]:
-    """BEIR corpus.jsonl -> Document records."""
-    return [
-        {"id": str(r["_id"]), "title": r.get("title", "") or "", "text": r.get("text", ""), "source": str(path)}
-        for r in _read_jsonl(Path(path), "corpus")
-    ]
-
-
-def read_queries(path: Path) -> dict[str, str]:
-    return {str(r["_id"]): r.get("text", "") for r in _read_jsonl(Path(path), "queries")}
-
-
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """qrels.tsv with a header line: query-id, corpus-id, score."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelCommandError(f"{path}: qrels file not found")
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if not header or len(header) < 3 or header[2].strip().lstrip("-").isdigit():
-            raise ModelCommandError(f"{path}: the first line must be the header 'query-id<TAB>corpus-id<TAB>score' (BEIR format)")
-        for n, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise ModelCommandError(f"{path}:{n}: expected 3 tab-separated columns (query-id, corpus-id, score)")
-            try:
-                score = int(float(row[2]))
-            except ValueError:
-                raise ModelCommandError(f"{path}:{n}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0], {})[row[1]] = score
-    return qrels
-
-
-def _check_consistency(corpus: list[dict], queries: dict[str, str], qrels: dict, paths) -> dict:
-    ids = {d["id"] for d in corpus}
-    missing_docs = sorted({d for rel in qrels.values() for d in rel} - ids)
-    if missing_docs:
-        raise ModelCommandError(
-            f"{paths.qrels}: {len(missing_docs)} judged documents (e.g. {missing_docs[:3]}) are not in {paths.corpus}: "
-            "the qrels belong to another corpus; give the matching corpus.jsonl"
-        )
-    missing_q = sorted(set(qrels) - set(queries))
-    if len(missing_q) == len(qrels):
-        raise ModelCommandError(f"{paths.qrels}: none of its query ids are in {paths.queries}: give the matching queries.jsonl")
-    return {q: rel for q, rel in qrels.items() if q in queries and any(s > 0 for s in rel.values())}
 
 
 def _model_folder(path: Path) -> Path:
@@ -102,24 +36,30 @@ def _model_folder(path: Path) -> Path:
 
 
 def _evaluate(args) -> int:
-    from sparse_assets.retrieval import SparseIndex, bm25_system, model_system, run_metrics  # noqa: F401
+    from sparse_assets.corpus import read_beir
+    from sparse_assets.retrieval import bm25_system, idf_only_system, model_system
 
     model = _model_folder(args.model)
-    corpus = read_corpus(args.corpus)
-    queries = read_queries(args.queries)
-    qrels = _check_consistency(corpus, queries, read_qrels(args.qrels), args)
-    records = [{"id": q, "query": queries[q]} for q in qrels]
+    data = read_beir(args.corpus, args.queries, args.qrels)
+    corpus, qrels = data.documents, data.qrels
+    records = [{"id": q, "query": data.queries[q]} for q in qrels]
     from sparse_assets.sparse_model import document_text
 
     ids, texts = [d["id"] for d in corpus], [document_text(d) for d in corpus]
     rows = []
+    refit = not args.model_idf
     if args.bm25:
         rows.append(bm25_system(ids, texts, records, qrels))
-    row = model_system(model, ids, texts, records, qrels)
+        rows.append(idf_only_system(model, ids, texts, records, qrels, corpus_idf=refit))
+    row = model_system(model, ids, texts, records, qrels, corpus_statistics=refit)
     row["system"] = "model"
     rows.append(row)
+    for r in rows:
+        r.pop("per_query_ndcg@10", None)
     print(format_table(rows))
-    result = {"rows": rows, "model": str(model), "corpus": str(args.corpus), "queries": len(records), "documents": len(corpus)}
+    idf = "this corpus (re-fitted)" if refit else "the model's own idf.json"
+    print(f"{len(records)} queries over {len(corpus)} documents; query IDF and length pivot from {idf}")
+    result = {"rows": rows, "model": str(model), "corpus": str(args.corpus), "queries": len(records), "documents": len(corpus), "query_idf": idf}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))
     return 0
@@ -136,11 +76,19 @@ def format_table(rows: list[dict]) -> str:
 def _search(args) -> int:
     import numpy as np
 
+    from sparse_assets.corpus import read_beir_corpus
     from sparse_assets.retrieval import SparseIndex
-    from sparse_assets.sparse_model import document_text, encode_documents, encode_queries, load_sparse_encoder, model_tokenizer
+    from sparse_assets.sparse_model import (
+        document_text,
+        encode_documents,
+        encode_queries,
+        load_sparse_encoder,
+        model_tokenizer,
+        with_corpus_statistics,
+    )
 
-    model = load_sparse_encoder(_model_folder(args.model))
-    corpus = read_corpus(args.corpus)
+    corpus = read_beir_corpus(args.corpus)
+    model = with_corpus_statistics(load_sparse_encoder(_model_folder(args.model)), [document_text(d) for d in corpus])
     dmat = encode_documents(model, [document_text(d) for d in corpus])
     qmat = encode_queries(model, [args.query])
     hits = SparseIndex([d["id"] for d in corpus], dmat).search(qmat, k=args.k)[0]
@@ -165,7 +113,13 @@ def _search(args) -> int:
 def _export(args) -> int:
     from sparse_assets.export import export_opensearch
 
-    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name)
+    texts = None
+    if args.corpus:
+        from sparse_assets.corpus import read_beir_corpus
+        from sparse_assets.sparse_model import document_text
+
+        texts = [document_text(d) for d in read_beir_corpus(args.corpus)]
+    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name, corpus_texts=texts)
     for function, info in result.items():
         print(f"{function}: {info['zip']} ({info['size']} bytes, sha256 {info['sha256']})\n  register body: {info['json']}")
     return 0
@@ -178,7 +132,8 @@ def add_model_commands(subparsers) -> None:
     ev.add_argument("--corpus", type=Path, required=True)
     ev.add_argument("--queries", type=Path, required=True)
     ev.add_argument("--qrels", type=Path, required=True, help="qrels.tsv with a header line")
-    ev.add_argument("--bm25", action="store_true", help="also evaluate BM25 over Kiwi morphemes")
+    ev.add_argument("--bm25", action="store_true", help="also evaluate BM25 over Kiwi morphemes and the IDF-only baseline")
+    ev.add_argument("--model-idf", action="store_true", help="keep the model's idf.json and length pivot instead of re-fitting them to --corpus")
     ev.add_argument("--output", type=Path, help="write the rows as JSON here")
     ev.set_defaults(run=_evaluate)
     se = subparsers.add_parser("search", help="rank a corpus for one query, with the matching terms")
@@ -191,4 +146,5 @@ def add_model_commands(subparsers) -> None:
     ex.add_argument("--model", type=Path, required=True)
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--name", default=None)
+    ex.add_argument("--corpus", type=Path, default=None, help="corpus.jsonl of the target index: idf.json and length pivot are computed from it")
     ex.set_defaults(run=_export)

@@ -38,20 +38,53 @@ def paired_bootstrap(baseline: Mapping[str, float], candidate: Mapping[str, floa
     }
 
 
-def markdown_report(rows: Sequence[Mapping], difference: Mapping, human: bool, queries: int) -> str:
-    kind = "human questions" if human else "held-out pseudo-queries (the corpus has no human questions)"
-    verdict = "excludes zero" if difference["excludes_zero"] else "includes zero: no significant difference"
-    return "\n".join(
-        [
-            f"Evaluated on {queries} {kind}.",
-            "",
-            markdown_table(rows, [c for c in TABLE_COLUMNS if any(c in r for r in rows)]),
-            "",
-            f"v2 - v1 NDCG@10: {difference['mean_difference']:+.4f}, {difference['confidence']:.0%} paired bootstrap interval "
-            f"[{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}] ({verdict}; v2 better on {difference['candidate_wins']}, "
-            f"worse on {difference['candidate_losses']} queries).",
-        ]
+# (label, candidate system, baseline system): the differences the comparison reports, when both ran
+DIFFERENCES = (
+    ("v1 - BM25-Kiwi", "v1", "bm25"),
+    ("v2 - BM25-Kiwi", "v2", "bm25"),
+    ("v1 - IDF-only", "v1", "idf_only"),
+    ("v2 - v1", "v2", "v1"),
+    ("v2 - v2 without LLM data (what the LLM's pairs add)", "v2", "v2_without_llm"),
+)
+
+
+def paired_differences(per_query: Mapping[str, Mapping[str, float]], samples: int = 2000, seed: int = 13, confidence: float = 0.95) -> dict[str, dict]:
+    """label -> paired bootstrap of each DIFFERENCES pair whose systems were both evaluated."""
+    return {
+        label: {"candidate": cand, "baseline": base, **paired_bootstrap(per_query[base], per_query[cand], samples, seed, confidence)}
+        for label, cand, base in DIFFERENCES
+        if cand in per_query and base in per_query
+    }
+
+
+def difference_line(label: str, difference: Mapping) -> str:
+    if difference["excludes_zero"]:
+        verdict = "significantly better" if difference["mean_difference"] > 0 else "significantly WORSE"
+    else:
+        verdict = "no significant difference"
+    return (
+        f"- {label}: {difference['mean_difference']:+.4f} NDCG@10, {difference['confidence']:.0%} paired bootstrap interval "
+        f"[{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]: {verdict} (better on {difference['candidate_wins']}, "
+        f"worse on {difference['candidate_losses']} of {difference['queries']} queries)"
     )
+
+
+def results_table(rows: Sequence[Mapping]) -> str:
+    """The systems' metrics as a Markdown table."""
+    return markdown_table(rows, [c for c in TABLE_COLUMNS if any(c in r for r in rows)])
+
+
+def differences_text(differences: Mapping[str, Mapping], human: bool, queries: int) -> str:
+    """What was evaluated on, and one line per paired difference (a noise warning below 100 queries)."""
+    kind = "human questions" if human else "held-out pseudo-queries (the corpus has no human questions)"
+    lines = [f"Evaluated on {queries} {kind}.", "", *[difference_line(label, d) for label, d in differences.items()]]
+    if queries < 100:
+        lines += ["", f"Only {queries} evaluation queries: differences this small a sample shows are mostly noise."]
+    return "\n".join(lines)
+
+
+def markdown_report(rows: Sequence[Mapping], differences: Mapping[str, Mapping], human: bool, queries: int) -> str:
+    return results_table(rows) + "\n\n" + differences_text(differences, human, queries)
 
 
 def bar_plot_png(rows: Sequence[Mapping]) -> bytes:

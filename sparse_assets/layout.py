@@ -8,10 +8,13 @@ ASSET_PATHS: dict[str, str] = {
     "idf_statistics": "base_model/idf_statistics.pkl",
     "qd_pairs_base": "base_model/qd_pairs_base.pkl",
     "bilingual_synonyms": "base_model/bilingual_synonyms.json",
+    "document_embeddings": "base_model/document_embeddings.pkl",
+    "teacher_scores": "base_model/teacher_scores.pkl",
     "neural_sparse_v1_model": "base_model/neural_sparse_v1_model",
     "synthetic_qd_pairs": "llm_generated/synthetic_qd_pairs.pkl",
     "enhanced_synonyms": "llm_generated/enhanced_synonyms.json",
     "neural_sparse_v2_model": "enhanced_model/neural_sparse_v2_model",
+    "neural_sparse_v2_without_llm_model": "enhanced_model/neural_sparse_v2_without_llm_model",
     "performance_comparison": "enhanced_model/evaluation/performance_comparison.json",
 }
 

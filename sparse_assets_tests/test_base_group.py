@@ -61,6 +61,11 @@ def test_a_corpus_without_questions_falls_back_to_pseudo_queries_and_says_so(tmp
     assert meta["eval_queries"]["kind"].value.startswith("held-out pseudo-queries")
     pairs = pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())
     assert not {p["query"] for p in pairs} & {q["query"] for q in queries}
+    held_out = {q["positive_id"] for q in queries}
+    assert len(queries) >= 1.5 * len(held_out)  # lead nouns and a key-noun query per held-out document
+    assert not held_out & {p["positive_id"] for p in pairs}  # their documents are no training positives
+    pairs_meta = result.asset_materializations_for_node("qd_pairs_base")[0].metadata
+    assert pairs_meta["held_out_documents (pseudo-query evaluation)"].value == len(held_out)
 
 
 def test_mixed_sources_are_counted_per_source(tmp_path, model_cache):

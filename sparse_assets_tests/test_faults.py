@@ -349,7 +349,7 @@ def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_
             deadline = time.time() + 120
             while not server.requests and time.time() < deadline and process.poll() is None:
                 time.sleep(0.2)
-            assert server.requests, "the worker never reached the LLM server:\n" + "\n".join(l for l in log.read_text().splitlines() if "rror" in l or "STEP_FAILURE" in l)[-4000:]
+            assert server.requests, "the worker never reached the LLM server:\n" + "\n".join(line for line in log.read_text().splitlines() if "rror" in line or "STEP_FAILURE" in line)[-4000:]
             workers = [p for p in psutil.Process(process.pid).children(recursive=True)
                        if "sparse_assets.llm.worker" in " ".join(p.cmdline())]
             assert len(workers) == 1

@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 from upath import UPath
 
-from sparse_assets.io_managers import WithSidecars, io_managers
 from sparse_assets.dataset_manager import DatasetManager
+from sparse_assets.io_managers import WithSidecars, io_managers
 from sparse_assets.storage import content_hash, read_index
 
 DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]

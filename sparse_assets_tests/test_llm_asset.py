@@ -2,8 +2,8 @@
 OpenAI-compatible server: fast (no vLLM), and every fault path names its cause."""
 
 import hashlib
-import os
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -143,8 +143,8 @@ def test_enhanced_synonyms_with_openai_backend(tmp_path):
 
 
 def test_base_model_verdicts_flag_without_changing_the_dictionary():
-    from sparse_assets.llm.synonyms import SynonymSettings, merge, trusted_by_default
     from sparse_assets.llm.settings import engine_settings
+    from sparse_assets.llm.synonyms import SynonymSettings, merge, trusted_by_default
 
     assert not trusted_by_default(engine_settings(machine="x86_64", accelerator="cpu"))
     assert trusted_by_default(engine_settings(machine="x86_64", accelerator="cuda"))

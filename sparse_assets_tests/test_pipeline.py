@@ -23,7 +23,7 @@ ASSETS = [*GRAPH, *base_checks, *llm_checks, *enhanced_checks]
 # Tiny data: the quality check tolerates a small validation loss against IDF-only (collapse still fails it).
 TINY_TRAINING = dict(steps=60, batch_size=8, max_length=128, validation_fraction=0.2, seed=5, min_gain_over_idf_only=-0.15)
 LLM_GROUP = {"synthetic_qd_pairs", "enhanced_synonyms"}
-ENHANCED_GROUP = {"neural_sparse_v2_model", "performance_comparison"}
+ENHANCED_GROUP = {"neural_sparse_v2_model", "neural_sparse_v2_without_llm_model", "performance_comparison"}
 
 
 def answer(prompt: str, i: int) -> str:
@@ -42,6 +42,7 @@ def run_config(llm_seed: int = 13, v2_seed: int = 5) -> dict:
         "ops": {
             "neural_sparse_v1_model": {"config": TINY_TRAINING},
             "neural_sparse_v2_model": {"config": {**TINY_TRAINING, "seed": v2_seed}},
+            "neural_sparse_v2_without_llm_model": {"config": {**TINY_TRAINING, "seed": v2_seed}},
             "synthetic_qd_pairs": {"config": {"queries_per_document": 2, "seed": llm_seed}},
             "enhanced_synonyms": {"config": {"max_terms": 10, "expand_terms": 2}},
         }
@@ -96,7 +97,7 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     assert all(check.passed for check in first_run.get_asset_check_evaluations())
     report = json.loads((pipeline.root / "enhanced_model/evaluation/performance_comparison.json").read_text())
     systems = {row["system"]: row for row in report["rows"]}
-    assert set(systems) == {"bm25", "idf_only", "v1", "v2"}
+    assert set(systems) == {"bm25", "idf_only", "v1", "v2", "v2_without_llm"}
     eval_queries = json.loads((pipeline.root / "base_model/eval_queries.json").read_text())
     assert report["queries"] == len(eval_queries) and report["human_questions"] is True
     for row in systems.values():
@@ -107,6 +108,11 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     assert difference["mean_difference"] == pytest.approx(systems["v2"]["ndcg@10"] - systems["v1"]["ndcg@10"], abs=1e-9)
     table = (pipeline.root / "enhanced_model/evaluation/performance_comparison.md").read_text()
     assert "| v2 |" in table and "paired bootstrap" in table
+    assert set(report["differences"]) >= {"v2 - v1", "v1 - BM25-Kiwi", "v2 - v2 without LLM data (what the LLM's pairs add)"}
+    ablation = report["differences"]["v2 - v2 without LLM data (what the LLM's pairs add)"]
+    assert ablation["mean_difference"] == pytest.approx(systems["v2"]["ndcg@10"] - systems["v2_without_llm"]["ndcg@10"], abs=1e-9)
+    v2_config = json.loads((pipeline.root / "enhanced_model/neural_sparse_v2_model/training_report.json").read_text())["config"]
+    assert v2_config["warm_start"]  # v2 continues v1
     assert (pipeline.root / "enhanced_model/evaluation/performance_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert pipeline.stale() == set()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sparse_assets.assets.model_checks import evaluate_checks, model_validation, sparse_model_checks
-from sparse_assets.retrieval import evaluate_model_folder
+from sparse_assets.retrieval import evaluate_systems
 from sparse_assets.sparse_model import (
     SparseModelError,
     SparseTrainingSettings,
@@ -21,10 +21,12 @@ from sparse_assets.sparse_model import (
     load_sparse_encoder,
     model_tokenizer,
     prepare_mlm_folder,
+    query_weights,
     read_idf_json,
     token_windows,
+    with_corpus_statistics,
 )
-from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, tiny_settings, trained_tiny_model
+from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, teacher_for, tiny_settings, trained_tiny_model
 
 QUERIES = ["대한민국의 수도는 어디인가?", "", "임진왜란 " * 400, "이순신 장군"]  # empty, and longer than the tokenizer allows
 
@@ -42,7 +44,8 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     assert report.train_pairs + report.validation_pairs <= len(pairs) and report.validation_pairs > 0
     model = load_sparse_encoder(folder)
     tok = folder_tokenizer(folder)
-    assert model.get_embedding_dimension() == len(tok.get_vocab()) < 20000  # trimmed vocabulary
+    assert model.get_embedding_dimension() == len(tok.get_vocab()) == len(folder_tokenizer(folder / "document_0_Transformer"))  # full vocabulary
+    assert model.get_embedding_dimension() > 200_000
     weights = read_idf_json(folder / "idf.json", tok)
     assert (weights > 0).sum() > 500
     dmat = encode_documents(model, [d["text"] for d in docs[:5]])
@@ -63,8 +66,9 @@ def test_same_seed_same_model(base_encoder_dir, tmp_path):
     pairs = build_pairs(docs, PseudoQuerySettings())
     idf = base_idf(base_encoder_dir, docs)
     settings = tiny_settings(steps=3, validation_fraction=0.0)
-    a = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "a", base_encoder_dir)
-    b = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "b", base_encoder_dir)
+    teacher = teacher_for(base_encoder_dir, docs, pairs)
+    a = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "a", base_encoder_dir, teacher)
+    b = train_sparse_encoder(docs, pairs, idf, settings, tmp_path / "b", base_encoder_dir, teacher)
     assert a.losses == b.losses
     ma, mb = load_sparse_encoder(tmp_path / "a"), load_sparse_encoder(tmp_path / "b")
     texts = [d["text"] for d in docs[:3]]
@@ -72,22 +76,26 @@ def test_same_seed_same_model(base_encoder_dir, tmp_path):
 
 
 def test_untrained_model_starts_near_each_token_marking_itself(base_encoder_dir, tmp_path):
-    from sparse_assets.encoder_base import corpus_token_ids, load_token_map
     from sparse_assets.sparse_model import idf_vector
 
     docs = list(korquad_records(1)[0])[:4]
     texts = [d["text"] for d in docs]
-    settings = SparseTrainingSettings(layers=6, max_length=128)
-    mlm = prepare_mlm_folder(base_encoder_dir, tmp_path / "mlm", settings, corpus_token_ids(base_encoder_dir, texts))
+    settings = SparseTrainingSettings(layers=6, max_length=128, length_slope=0.0)
+    mlm = prepare_mlm_folder(base_encoder_dir, tmp_path / "mlm", settings)
     tok = folder_tokenizer(mlm)
-    weights = idf_vector(base_idf(base_encoder_dir, docs), tok, load_token_map(mlm))
+    weights = idf_vector(base_idf(base_encoder_dir, docs), tok)
     model = build_sparse_encoder(mlm, weights, settings)
     dmat = encode_documents(model, texts)
     for i, text in enumerate(texts):
         own = set(tok(text, add_special_tokens=False)["input_ids"])
         active = set(dmat.getrow(i).indices)
+        row = dmat.getrow(i)
+        weight = dict(zip(row.indices.tolist(), row.data.tolist()))
         assert len(own & active) / len(own) > 0.8  # the document's own tokens are active
-        assert len(active) < 4 * len(own)  # and not the whole vocabulary
+        assert len(active) < 0.02 * dmat.shape[1]  # and not the whole vocabulary
+        own_mean = np.mean([weight.get(t, 0.0) for t in own])
+        other_mean = np.mean([w for t, w in weight.items() if t not in own])
+        assert own_mean > 2 * other_mean  # the own tokens weigh most (training prunes the rest)
 
 
 def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
@@ -105,7 +113,8 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
         state[k] = torch.full_like(state[k], -100.0)  # every logit negative: all-zero documents
     save_file(state, str(weights_file))
     queries = [{"id": f"q{i}", "query": p["query"], "positive_id": p["positive_id"]} for i, p in enumerate(pairs[:40])]
-    validation = evaluate_model_folder(collapsed, docs, queries)
+    idf_row, row = evaluate_systems(docs, queries, models={"collapsed": collapsed}, bm25=False, idf_only=collapsed)
+    validation = {**row, "idf_only_mrr@10": idf_row["mrr@10"]}
     assert validation["zero_doc_share"] == 1.0 and validation["doc_active_dims"] == 0.0
     results = evaluate_checks(validation)
     assert not any(passed for passed, _ in results.values())
@@ -162,6 +171,7 @@ def test_document_and_query_vectors_match_sentence_transformers(tiny):
         plain = model.encode_document(texts, convert_to_tensor=True, convert_to_sparse_tensor=True).coalesce().to_dense().numpy()
         plain_queries = model.encode_query(QUERIES, convert_to_tensor=True, convert_to_sparse_tensor=True).coalesce().to_dense().numpy()
     ours = encode_documents(model, texts).toarray()
+    plain = plain[:, : ours.shape[1]]  # the MLM's padded output rows past the tokenizer's vocabulary are unreachable
     assert 3 <= len(fits) < len(texts)  # both kinds: documents that fit, documents cut into windows
     np.testing.assert_allclose(ours[fits], plain[fits], atol=1e-4)
     assert (ours > 0).sum() > 10 * len(texts)
@@ -177,7 +187,10 @@ def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     docs = list(korquad_records(1)[0])
     pairs = build_pairs(docs, PseudoQuerySettings())
     config = SparseTrainingConfig(steps=4, batch_size=4, layers=2, max_length=96, validation_fraction=0.3, seed=3)
-    folder, metadata = train_model_asset(dg.build_asset_context(), config, docs, pairs, base_idf(base_encoder_dir, docs), base_encoder_dir)
+    teacher = teacher_for(base_encoder_dir, docs, pairs)
+    folder, metadata = train_model_asset(
+        dg.build_asset_context(), config, docs, pairs, base_idf(base_encoder_dir, docs), base_encoder_dir, teacher, cache_dir=""
+    )
     assert (folder / "modules.json").exists() and (folder / "idf.json").exists()
     assert metadata["steps"] == 4 and metadata["steps_per_second"] > 0
     assert "| step | loss |" in metadata["loss_curve"].value
@@ -186,3 +199,64 @@ def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     results = [check(dg.build_asset_check_context(), folder) for check in sparse_model_checks("neural_sparse_v1_model")]
     assert [r.passed for r in results][:2] == [True, True]  # dims within bounds, no zero vectors
     shutil.rmtree(folder)  # the model IO manager would have removed this handover folder
+
+
+def test_length_normalisation_divides_by_the_pivoted_length(tiny):
+    """A document's weights are its max-pooled weights over 1 - s + s * tokens / pivot (tokens: all
+    its windows' tokens): a long document is discounted, a short one lifted."""
+    import torch
+
+    from sparse_assets.sparse_model import document_length_normalization
+
+    folder, report, docs, _, _ = tiny
+    model = load_sparse_encoder(folder)
+    length = document_length_normalization(model)
+    assert length.pivot == pytest.approx(report.length_pivot) and 0.0 < length.slope <= 1.0
+    slope = length.slope
+    texts = [docs[0]["text"][:100], " ".join(d["text"] for d in docs[:3])]
+    tokens = np.array([sum(len(w) for w, o in zip(*token_windows(model_tokenizer(model), texts, 128)) if o == i) for i in range(2)])
+    normalised = encode_documents(model, texts).toarray()
+    with torch.no_grad():
+        length.slope_parameter.fill_(0.0)
+    raw = encode_documents(model, texts).toarray()
+    expected = 1 - slope + slope * tokens / length.pivot
+    for i in range(2):
+        active = raw[i] > 0
+        np.testing.assert_allclose(raw[i][active] / normalised[i][active], expected[i], rtol=1e-4)
+    assert expected[0] < 1 < expected[1]
+
+
+def test_a_model_moved_to_another_corpus_takes_its_idf_and_keeps_unseen_tokens(tiny):
+    """The saved model has the full vocabulary: on a corpus with words the training corpus never
+    had, the re-fitted query IDF weights them, and the documents hold them."""
+    folder, _, docs, _, _ = tiny
+    model = load_sparse_encoder(folder)
+    trained_idf = query_weights(model).copy()
+    other = [d["text"] for d in korquad_records(2, start=20)[0]]
+    moved = with_corpus_statistics(load_sparse_encoder(folder), other)
+    tok = model_tokenizer(moved)
+    used = set(tok(" ".join(other), add_special_tokens=False)["input_ids"]) - set(tok.all_special_ids)
+    new_tokens = sorted(used - set(np.flatnonzero(trained_idf)))
+    assert len(new_tokens) > 100  # words of the new corpus the training corpus never had
+    assert (query_weights(moved)[new_tokens] > 0).all()
+    dmat = encode_documents(moved, other[:3])
+    assert len(set(dmat.indices) & set(new_tokens)) > 10
+
+
+def test_validation_holds_out_documents_and_leaves_copied_spans_out():
+    """The validation split holds out whole documents and validates on their non-extractive queries
+    only: copied spans are what exact match wins (the cause of a check that disagreed with the
+    human-question comparison), so none of them validates, and none of a held document trains."""
+    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.sparse_training import split_pairs
+
+    docs, _ = korquad_records(2)
+    pairs = build_pairs(list(docs), PseudoQuerySettings())
+    train, val = split_pairs(pairs, fraction=0.25, seed=3)
+    held = {p["positive_id"] for p in val}
+    assert val and {p["source"] for p in val} <= {"pseudo:title", "pseudo:lead", "pseudo:keynoun"}
+    assert not held & {p["positive_id"] for p in train}
+    assert {p["source"] for p in train} >= {"pseudo:span", "pseudo:keynoun"}
+    kept = {(p["query"], p["positive_id"]) for p in [*train, *val]}
+    dropped = [p for p in pairs if (p["query"], p["positive_id"]) not in kept]
+    assert dropped and {p["source"] for p in dropped} == {"pseudo:span"}

@@ -120,8 +120,9 @@ def test_asset_graph_and_comparison_page(page, dagster_dev, materialized, tmp_pa
     edges = page.locator("svg path").count()
     assert edges >= len(UPSTREAM_OF_COMPARISON)
 
-    text = open_page(page, f"{dagster_dev}/assets/performance_comparison", "paired bootstrap")
-    for system in ("bm25", "idf_only", "v1", "v2"):
+    # wait for a metadata key (the description's words render before the metadata does)
+    text = open_page(page, f"{dagster_dev}/assets/performance_comparison", "v2_minus_v1_ndcg@10")
+    for system in ("bm25", "idf_only", "v1", "v2", "v2_without_llm"):
         assert f"\n{system}\t" in text or f"\n{system}\n" in text, system
     assert "ndcg@10" in text and "v2_minus_v1_ndcg@10" in text
     page.screenshot(path=str(shots / "performance_comparison.png"), full_page=True)

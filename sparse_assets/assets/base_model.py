@@ -9,12 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from sparse_assets import corpus, evalset, idf, pairs, synonyms
+from sparse_assets import corpus, evalset, idf, pairs, sparse_model, synonyms, teacher
 from sparse_assets.assets.model_checks import sparse_model_checks
 from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
-
 from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources
 from sparse_assets.tables import markdown_table
 
@@ -38,14 +37,16 @@ class DocumentsConfig(dg.Config):
             group_name=GROUP,
             code_version="1",
             description="The retrieval corpus: normalised (NFC, whitespace), deduplicated (exact and near), "
-            "length- and Hangul-filtered passages {id, title, text, source, date?} from every configured source.",
+            "length- and Hangul-filtered passages {id, title, text, source, date?, source_id?} from every configured "
+            "source (source_id: the passage's id in a BEIR corpus.jsonl).",
         ),
         "eval_queries": dg.AssetOut(
             io_manager_key="json_io_manager",
             group_name=GROUP,
             code_version="1",
-            description="Held-out evaluation questions {id, query, positive_id, source, human}: the human questions of "
-            "SQuAD-format sources, or held-out pseudo-queries when the corpus has none. Never training queries.",
+            description="Held-out evaluation questions {id, query, positive_id, source, human, relevant?}: the human "
+            "questions of SQuAD-format sources and the labelled queries of BEIR folders (relevant: their graded "
+            "judgments {document id: grade}), or held-out pseudo-queries when the corpus has none. Never training queries.",
         ),
     },
 )
@@ -53,9 +54,9 @@ def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus
     raw = corpus.RawCorpus()
     for source in corpus_sources.sources:
         loaded = corpus.load_source(source)
-        context.log.info(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions")
-        raw.documents += loaded.documents
-        raw.questions += loaded.questions
+        dropped = f" (not evaluated: {dict(loaded.dropped_questions)})" if loaded.dropped_questions else ""
+        context.log.info(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions{dropped}")
+        raw.extend(loaded)
     settings = corpus.CorpusFilter(config.min_chars, config.max_chars, config.min_hangul_ratio)
     docs, report = corpus.clean_documents(raw.documents, settings)
     if not docs:
@@ -63,12 +64,17 @@ def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus
             f"no documents left after filtering {len(raw.documents)} passages from {corpus_sources.sources} "
             f"(dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
         )
-    queries, orphaned = evalset.human_eval_queries(raw.questions, docs)
+    queries, orphaned = evalset.human_eval_queries(raw.questions, docs, report.resolved)
+    if raw.questions and not queries:
+        raise dg.Failure(
+            f"none of the {len(raw.questions)} human questions of {corpus_sources.sources} has a relevant document left "
+            f"after filtering (dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
+        )
     if not queries:
         queries = evalset.pseudo_eval_queries(docs, config.eval_fraction, config.max_pseudo_eval_queries, config.seed)
         context.log.warning("the corpus has no human questions: evaluation uses held-out pseudo-queries")
     yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, report), data_version=_content_version(docs))
-    yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, orphaned))
+    yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, orphaned, raw))
 
 
 def _content_version(records: list[dict]) -> dg.DataVersion:
@@ -92,16 +98,37 @@ def _documents_metadata(docs: list[dict], report: corpus.FilterReport) -> dict:
     }
 
 
-def _eval_metadata(queries: list[dict], orphaned: int) -> dict:
+def _eval_metadata(queries: list[dict], orphaned: int, raw: corpus.RawCorpus) -> dict:
     human = all(q["human"] for q in queries)
-    return {
+    judged_questions = sum(1 for q in raw.questions if q.relevant is not None)
+    judged_queries = [q for q in queries if "relevant" in q]
+    lost_positives = judged_questions - len(judged_queries)
+    metadata = {
         "queries": len(queries),
         "human_questions": human,
         "kind": "human questions" if human else "held-out pseudo-queries (the corpus has no human questions)",
-        "questions_without_kept_paragraph": orphaned,
+        "questions_without_kept_paragraph": orphaned - lost_positives,
         "distinct_positive_documents": len({q["positive_id"] for q in queries}),
-        "sample": dg.MetadataValue.md(markdown_table(queries[:5])),
     }
+    if judged_questions or raw.dropped_questions:
+        unlabelled, no_positive = raw.dropped_questions["no_relevance_label"], raw.dropped_questions["no_positive_label"]
+        metadata.update(
+            {
+                "queries_with_judgments": len(judged_queries),
+                "relevant_documents_per_query_mean": round(statistics.mean(len(q["relevant"]) for q in judged_queries), 3) if judged_queries else 0.0,
+                "queries_with_a_grade_above_1": sum(1 for q in judged_queries if max(q["relevant"].values()) > 1),
+                "queries_without_kept_positive": lost_positives,
+                "queries_without_relevance_label": unlabelled,
+                "queries_without_positive_label": no_positive,
+            }
+        )
+        if unlabelled or no_positive:
+            metadata["note"] = (
+                f"{unlabelled} queries have no qrels line and {no_positive} only grade-0 judgments: they are left out "
+                "of the evaluation (not an error; the other queries are evaluated)"
+            )
+    metadata["sample"] = dg.MetadataValue.md(markdown_table(queries[:5]))
+    return metadata
 
 
 class IdfConfig(dg.Config):
@@ -169,29 +196,40 @@ def bilingual_synonyms(context: dg.AssetExecutionContext, config: SynonymsConfig
     return merged
 
 
+_PSEUDO = pairs.PseudoQuerySettings()
+
+
 class PseudoQueryConfig(dg.Config):
-    kinds: list[str] = list(pairs.QUERY_KINDS)
-    max_terms: int = 5
-    min_terms: int = 2
-    hard_negatives: int = 3
-    random_negatives: int = 1
-    bm25_depth: int = 30
-    seed: int = 13
+    """How pseudo-queries are made (sparse_assets.pairs explains each kind)."""
+
+    kinds: list[str] = list(_PSEUDO.kinds)
+    max_terms: int = _PSEUDO.max_terms
+    min_terms: int = _PSEUDO.min_terms
+    keynouns_per_document: int = _PSEUDO.keynouns_per_document
+    spans_per_document: int = _PSEUDO.spans_per_document
+    min_span_words: int = _PSEUDO.min_span_words
+    max_span_words: int = _PSEUDO.max_span_words
+    span_word_dropout: float = _PSEUDO.span_word_dropout
+    hard_negatives: int = _PSEUDO.hard_negatives
+    random_negatives: int = _PSEUDO.random_negatives
+    bm25_depth: int = _PSEUDO.bm25_depth
+    seed: int = _PSEUDO.seed
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1")
 def qd_pairs_base(
     context: dg.AssetExecutionContext, config: PseudoQueryConfig, documents: list[dict], eval_queries: list[dict]
 ) -> list[dict]:
-    """Training pairs {query, positive_id, negative_ids, source}: keyword pseudo-queries made from each
-    document (unique title; nouns of the first sentence; title + rarest nouns of another sentence),
-    BM25-Kiwi hard negatives (top-k minus the positive) plus random negatives. Eval queries are excluded."""
-    settings = pairs.PseudoQuerySettings(
-        tuple(config.kinds), config.max_terms, config.min_terms, config.hard_negatives, config.random_negatives, config.bm25_depth, config.seed
-    )
+    """Training pairs {query, positive_id, negative_ids, source}: pseudo-queries made from every
+    document (unique title; nouns of the first sentence; title + rarest nouns of other sentences; word
+    spans of its sentences, see sparse_assets.pairs), BM25-Kiwi hard negatives (top-k minus the
+    positive) plus random negatives. Eval queries are excluded, and so are the documents of held-out
+    pseudo-query evaluation (a corpus without human questions)."""
+    settings = pairs.PseudoQuerySettings(**{**config.model_dump(), "kinds": tuple(config.kinds)})
     built = pairs.build_pairs(documents, settings)
     leaked = set(evalset.training_overlap(eval_queries, [p["query"] for p in built]))
-    kept = [p for p in built if p["query"] not in leaked]
+    held_out = evalset.held_out_documents(eval_queries)
+    kept = [p for p in built if p["query"] not in leaked and p["positive_id"] not in held_out]
     if not kept:
         raise dg.Failure("no pseudo-query pairs could be made; the documents may be too short (see `documents` metadata)")
     query_terms = [len(p["query"].split()) for p in kept]
@@ -202,7 +240,9 @@ def qd_pairs_base(
             "negatives_per_pair_mean": round(statistics.mean(len(p["negative_ids"]) for p in kept), 2),
             "query_terms_mean": round(statistics.mean(query_terms), 2),
             "query_terms_max": max(query_terms),
-            "dropped_as_eval_queries": len(built) - len(kept),
+            "dropped_as_eval_queries": len(leaked),
+            "held_out_documents (pseudo-query evaluation)": len(held_out),
+            "dropped_with_held_out_positive": sum(1 for p in built if p["positive_id"] in held_out and p["query"] not in leaked),
             "sample": dg.MetadataValue.md(markdown_table(kept[:8])),
         }
     )
@@ -216,6 +256,64 @@ def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_querie
     return dg.AssetCheckResult(passed=not overlap, metadata={"overlapping_queries": len(overlap), "examples": dg.MetadataValue.json(overlap[:5])})
 
 
+class DenseTeacherConfig(dg.Config):
+    """The dense half of the teacher: multilingual-e5 (the base encoder's weights) over documents and queries."""
+
+    batch_size: int = 32
+    max_length: int = 512
+
+
+@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
+def document_embeddings(context: dg.AssetExecutionContext, config: DenseTeacherConfig, documents: list[dict], base_encoder: BaseEncoder) -> dict:
+    """Dense multilingual-e5 vectors of every document {"ids", "vectors" (float32, L2-normalised),
+    "model"}: the dense teacher's side of the corpus, computed once and reused by every training run
+    (the expensive part of the teacher on a CPU: minutes for a thousand paragraphs)."""
+    encoder = teacher.DenseEncoder(base_encoder.folder(), batch_size=config.batch_size, max_length=config.max_length)
+    vectors = encoder([sparse_model.document_text(d) for d in documents], is_query=False, progress=_progress_logger(context, "documents"))
+    context.add_output_metadata({"documents": len(documents), "dimension": int(vectors.shape[1]), "model": base_encoder.model})
+    return {"ids": [d["id"] for d in documents], "vectors": vectors, "model": base_encoder.model}
+
+
+def _progress_logger(context, what: str):
+    def log(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) < 32:
+            context.log.info(f"dense e5: {done}/{total} {what}")
+
+    return log
+
+
+class TeacherConfig(DenseTeacherConfig):
+    depth: int = 30  # candidates per query: the top `depth` of BM25 and of the dense model, plus the pair's own
+
+
+def teacher_for_pairs(context, config: DenseTeacherConfig, depth: int, pair_list: list[dict], documents: list[dict], embeddings: dict, folder: Path) -> list[dict]:
+    """Teacher records {query, positive_id, candidates, bm25, dense} of `pair_list` (sparse_assets.teacher)."""
+    encoder = teacher.DenseEncoder(folder, batch_size=config.batch_size, max_length=config.max_length)
+    try:
+        return teacher.teacher_score_records(pair_list, documents, embeddings, encoder, depth, progress=_progress_logger(context, "queries"))
+    except ValueError as error:
+        raise dg.Failure(str(error)) from error
+
+
+@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
+def teacher_scores(
+    context: dg.AssetExecutionContext,
+    config: TeacherConfig,
+    documents: list[dict],
+    qd_pairs_base: list[dict],
+    document_embeddings: dict,
+    base_encoder: BaseEncoder,
+) -> list[dict]:
+    """The distillation teacher of every pseudo-query pair {query, positive_id, candidates, bm25, dense}:
+    candidates (the positive, its negatives, BM25's and dense e5's top `depth`) with raw BM25-Kiwi and
+    dense e5 scores; training mixes them (min-max per query, `teacher_dense_weight`), the
+    heterogeneous ensemble of arXiv 2411.04403. Kept so a training-only re-run does not re-encode."""
+    records = teacher_for_pairs(context, config, config.depth, qd_pairs_base, documents, document_embeddings, base_encoder.folder())
+    sizes = [len(r["candidates"]) for r in records]
+    context.add_output_metadata({"pairs": len(records), "candidates_per_pair_mean": round(statistics.mean(sizes), 1) if sizes else 0.0})
+    return records
+
+
 @dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
 def neural_sparse_v1_model(
     context: dg.AssetExecutionContext,
@@ -223,18 +321,22 @@ def neural_sparse_v1_model(
     documents: list[dict],
     qd_pairs_base: list[dict],
     idf_statistics: dict,
+    teacher_scores: list[dict],
     base_encoder: BaseEncoder,
 ) -> Path:
-    """The base inference-free sparse encoder (a sentence-transformers SparseEncoder folder with idf.json):
-    documents go through the masked-LM + SPLADE max pooling, queries are IDF-weighted tokens. Trained on
-    the pseudo-query pairs by distillation from BM25 + dense-e5 teacher scores; blocking checks refuse
-    a collapsed model."""
-    folder, metadata = train_model_asset(context, config, documents, qd_pairs_base, idf_statistics, base_encoder.folder())
+    """The base inference-free sparse encoder (a sentence-transformers SparseEncoder folder with idf.json
+    over the full vocabulary): documents go through the masked-LM + SPLADE max pooling + pivoted length
+    normalisation, queries are IDF-weighted tokens. Trained on the pseudo-query pairs by MarginMSE
+    distillation from the BM25 + dense-e5 teacher; blocking checks refuse a collapsed model."""
+    folder, metadata = train_model_asset(
+        context, config, documents, qd_pairs_base, idf_statistics, base_encoder.folder(), teacher.teacher_lookup(teacher_scores), base_encoder.cache_dir
+    )
     context.add_output_metadata(metadata)
     return folder
 
 
 data_assets = [documents, idf_statistics, bilingual_synonyms, qd_pairs_base]
+teacher_assets = [document_embeddings, teacher_scores]
 data_checks = [eval_queries_are_not_training_queries]
-base_assets = [*data_assets, neural_sparse_v1_model]
+base_assets = [*data_assets, *teacher_assets, neural_sparse_v1_model]
 base_checks = [*data_checks, *sparse_model_checks("neural_sparse_v1_model")]

