@@ -46,6 +46,7 @@ class SparseTrainingSettings:
     architecture: str = "inference_free"  # | "splade" (bi-encoder: queries through the MLM too)
     loss: str = "margin_mse"  # distillation from the teacher's margins | "mnrl" (InfoNCE with the candidates)
     steps: int = 3000
+    max_epochs: float | None = 3.0  # fewer steps where 3,000 would pass over the pairs more often (a small corpus)
     batch_size: int = 8  # training queries per step
     candidates_per_query: int = 4  # the positive + the teacher's hardest other candidates, per query and step
     learning_rate: float = 2e-3  # head / bias / length slope (frozen encoder); encoder lr below when not frozen

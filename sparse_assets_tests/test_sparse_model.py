@@ -260,3 +260,13 @@ def test_validation_holds_out_documents_and_leaves_copied_spans_out():
     kept = {(p["query"], p["positive_id"]) for p in [*train, *val]}
     dropped = [p for p in pairs if (p["query"], p["positive_id"]) not in kept]
     assert dropped and {p["source"] for p in dropped} == {"pseudo:span"}
+
+
+def test_the_step_budget_is_capped_at_max_epochs_over_the_training_pairs():
+    from sparse_assets.sparse_model import SparseTrainingSettings
+    from sparse_assets.sparse_training import epoch_capped
+
+    settings = SparseTrainingSettings()  # 3,000 steps of 8, at most 3 passes
+    assert epoch_capped(settings, 9452).steps == 3000  # KorQuAD-sized: the budget holds
+    assert epoch_capped(settings, 1200).steps == 450  # a small corpus: 3 passes, not 20
+    assert epoch_capped(SparseTrainingSettings(max_epochs=None), 1200).steps == 3000
