@@ -69,12 +69,20 @@ def run_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequen
 
 
 def per_query_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequence[tuple[str, float]]]) -> dict[str, dict[str, float]]:
-    """metric name -> {query id: value} for every query of `qrels` (0.0 where the run found nothing)."""
+    """metric name -> {query id: value} for every query of `qrels` (0.0 where the run found nothing).
+    Each query's hits are ranked by score, ties in the order given, and handed to ir-measures as that
+    strict ranking: its measures come from different providers that break ties differently (with
+    tied scores RR@10 and nDCG@10 disagreed, MRR above NDCG for a single relevant document)."""
     import ir_measures
 
     measures = {name: ir_measures.parse_measure(m) for name, m in METRICS.items()}
     qrel_list = [ir_measures.Qrel(q, d, int(rel)) for q, docs in qrels.items() for d, rel in docs.items()]
-    run_list = [ir_measures.ScoredDoc(q, d, float(s)) for q, hits in run.items() if q in qrels for d, s in hits]
+    run_list = [
+        ir_measures.ScoredDoc(q, d, float(len(hits) - rank))
+        for q, hits in run.items()
+        if q in qrels
+        for rank, (d, _) in enumerate(sorted(hits, key=lambda hit: -hit[1]))
+    ]
     per_query = {name: dict.fromkeys(qrels, 0.0) for name in measures}
     by_measure = {m: name for name, m in measures.items()}
     for metric in ir_measures.iter_calc(list(measures.values()), qrel_list, run_list):
