@@ -3,6 +3,8 @@ model is built or loaded: it pulls in sentence-transformers)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from sentence_transformers.base.modules.module import Module
 
@@ -15,7 +17,7 @@ class PivotedLengthNormalization(Module):
     is learnt (clamped to [0, 1]); `tokens` is the attention mask's count (all windows of a long
     document, see `encode_documents`)."""
 
-    config_keys: list[str] = ["slope", "pivot"]
+    config_keys: ClassVar[list[str]] = ["slope", "pivot"]
     config_file_name = "length_normalization.json"
 
     def __init__(self, slope: float = 0.0, pivot: float = 1.0, trainable: bool = False) -> None:

@@ -81,7 +81,7 @@ def split_pairs(pairs: Sequence[QDPair], fraction: float, seed: int) -> tuple[li
     pseudo_docs = sorted({p["positive_id"] for p in pairs if p["source"].startswith(PSEUDO_SOURCE)})
     rng = random.Random(seed)
     rng.shuffle(pseudo_docs)
-    held = set(pseudo_docs[: int(round(len(pseudo_docs) * fraction))]) if fraction > 0 and len(pseudo_docs) > 1 else set()
+    held = set(pseudo_docs[: round(len(pseudo_docs) * fraction)]) if fraction > 0 and len(pseudo_docs) > 1 else set()
     extractive = {PSEUDO_SOURCE + kind for kind in EXTRACTIVE_KINDS}
     val = [p for p in pairs if p["source"].startswith(PSEUDO_SOURCE) and p["positive_id"] in held and p["source"] not in extractive]
     train = [p for p in pairs if not (p["source"].startswith(PSEUDO_SOURCE) and p["positive_id"] in held)]

@@ -107,7 +107,7 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
     shutil.copytree(folder, collapsed)
     weights_file = next(collapsed.glob("document_0_*/model.safetensors"))
     state = load_file(str(weights_file))
-    bias_keys = [k for k in state if k.endswith("predictions.bias") or k.endswith("decoder.bias")]
+    bias_keys = [k for k in state if k.endswith(("predictions.bias", "decoder.bias"))]
     assert bias_keys
     for k in bias_keys:
         state[k] = torch.full_like(state[k], -100.0)  # every logit negative: all-zero documents
@@ -229,7 +229,7 @@ def test_length_normalisation_divides_by_the_pivoted_length(tiny):
 def test_a_model_moved_to_another_corpus_takes_its_idf_and_keeps_unseen_tokens(tiny):
     """The saved model has the full vocabulary: on a corpus with words the training corpus never
     had, the re-fitted query IDF weights them, and the documents hold them."""
-    folder, _, docs, _, _ = tiny
+    folder, *_ = tiny
     model = load_sparse_encoder(folder)
     trained_idf = query_weights(model).copy()
     other = [d["text"] for d in korquad_records(2, start=20)[0]]
