@@ -81,7 +81,7 @@ def pseudo_eval_queries(documents: Sequence[Document], fraction: float, limit: i
     rng = random.Random(seed)
     count = min(limit, max(1, int(len(documents) * fraction)))
     sample = rng.sample(list(documents), min(count, len(documents)))
-    settings = PseudoQuerySettings(kinds=("lead", "keynoun"), keynouns_per_document=1, seed=seed + 1)
+    settings = PseudoQuerySettings(kinds=("lead", "keynoun"), keynouns_per_document=1, question_frame_share=0.0, seed=seed + 1)
     triples = pseudo_queries(sample, settings)
     return [
         EvalQuery(id=f"pseudo-{i}", query=query, positive_id=positive, source="pseudo", human=False)

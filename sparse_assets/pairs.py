@@ -11,6 +11,13 @@ How the pseudo-queries are made (one record per kind, per document, when the kin
   function words, verbs and particles of a sentence as people write them in questions, which noun
   queries never have. An unsupervised stand-in for real questions in the spirit of the Inverse Cloze
   Task (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain Question Answering").
+- **question frames**: a seeded ``question_frame_share`` of the span and key-noun queries is wrapped
+  in a Korean question form (``QUESTION_FRAMES``: 무엇, 누구, 언제, 어디, 몇, 이름 ... and a question
+  mark). People's questions carry such words; documents rarely do, so the corpus IDF rates them among
+  the most informative tokens, and a student that never met them in training expands documents onto
+  them at random (on KorQuAD questions outside the benchmark's sample, "?", 누구 and 몇 were the
+  tokens that most often lifted a wrong document above the right one). Framed queries teach the
+  document side that the teacher ignores them.
 Training on noun queries alone teaches the document side that only nouns matter (the sparsity penalty
 then removes every other token), which loses on real questions; the spans keep the rest. Real
 questions stay evaluation only (``eval_queries``); the LLM step adds natural questions.
@@ -33,6 +40,21 @@ QUERY_KINDS = ("title", "lead", "keynoun", "span")
 # perfectly (KorQuAD validation: IDF-only NDCG@10 0.992 on spans vs 0.961 for a trained v1 that beats
 # it on human questions), so they train but never validate or evaluate.
 EXTRACTIVE_KINDS = ("span",)
+FRAMED_KINDS = ("span", "keynoun")
+QUESTION_FRAMES = (
+    "{}은 무엇인가?",
+    "{}는 누구인가?",
+    "{} 언제인가?",
+    "{}은 어디인가?",
+    "{}은 몇 개인가?",
+    "{}의 이름은?",
+    "{}을 무엇이라 하는가?",
+    "{}는 어느 것인가?",
+    "{} 누가 했나?",
+    "{}는 몇 년인가?",
+    "{}은 왜 그런가?",
+    "{}은 어떻게 되었나?",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,11 @@ class PseudoQuerySettings:
     hard_negatives: int = 3
     random_negatives: int = 1
     bm25_depth: int = 30
+    # A seeded uniform sample of at most this many pairs (kinds keep their shares): the default recipe
+    # trains 3,000 steps x 8 queries, so more pairs than that are never seen once, yet each one costs a
+    # dense teacher encoding (msmarco_ko's 7,279 passages make about 70,000). 0 keeps every pair.
+    max_pairs: int = 24_000
+    question_frame_share: float = 0.3
     seed: int = 13
 
 
@@ -57,11 +84,12 @@ def document_bm25(documents: Sequence[Document]) -> KiwiBM25:
 
 
 def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings) -> list[tuple[str, str, str]]:
-    """(query, positive_id, kind) for every document and applicable kind, deduplicated by query text."""
+    """(query, positive_id, kind) for every document and applicable kind (a share of them in a question
+    frame), deduplicated by query text, then sampled down to `max_pairs`."""
     unknown = set(settings.kinds) - set(QUERY_KINDS)
     if unknown:
         raise ValueError(f"unknown pseudo-query kinds {sorted(unknown)}; choose from {QUERY_KINDS}")
-    rng = random.Random(settings.seed)
+    rng, frame_rng = random.Random(settings.seed), random.Random(settings.seed + 1)
     title_counts = Counter(d["title"] for d in documents)
     doc_sentences = iter_sentences([d["text"] for d in documents])
     flat = [s for sents in doc_sentences for s in sents]
@@ -74,9 +102,14 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
     for doc, sentences, per_sentence in zip(documents, doc_sentences, sentence_nouns):
         for kind in settings.kinds:
             for query in _make_queries(kind, doc, sentences, per_sentence, idf, title_counts, settings, rng):
+                if kind in FRAMED_KINDS and frame_rng.random() < settings.question_frame_share:
+                    query = frame_rng.choice(QUESTION_FRAMES).format(query.rstrip(".,;:!?"))
                 if query not in seen:
                     seen.add(query)
                     out.append((query, doc["id"], kind))
+    if settings.max_pairs and len(out) > settings.max_pairs:
+        kept = sorted(random.Random(settings.seed).sample(range(len(out)), settings.max_pairs))
+        out = [out[i] for i in kept]
     return out
 
 

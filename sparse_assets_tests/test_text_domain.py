@@ -90,6 +90,37 @@ def test_pseudo_queries_and_negatives_on_korquad():
     assert {"pseudo:lead", "pseudo:keynoun"} <= kinds
 
 
+def test_pair_budget_samples_every_kind_down_in_order():
+    raw = load_source(str(KORQUAD_DEV))
+    docs, _ = clean_documents(raw.documents[:40], CorpusFilter())
+    everything = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=0))
+    budget = len(everything) // 4
+    sampled = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=budget))
+    assert len(sampled) == budget
+    position = {triple: i for i, triple in enumerate(everything)}
+    assert [position[t] for t in sampled] == sorted(position[t] for t in sampled)  # a subset, order kept
+    for kind in ("span", "keynoun"):
+        shares = [sum(k == kind for _, _, k in triples) / len(triples) for triples in (sampled, everything)]
+        assert abs(shares[0] - shares[1]) < 0.12
+    assert pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=len(everything) + 1)) == everything
+
+
+def test_question_frames_wrap_a_share_of_span_and_keynoun_queries_only():
+    raw = load_source(str(KORQUAD_DEV))
+    docs, _ = clean_documents(raw.documents[:40], CorpusFilter())
+    plain = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(question_frame_share=0.0))
+    framed = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings())
+    frames = [f.replace("{}", "") for f in pairs.QUESTION_FRAMES]
+    is_framed = [any(query.endswith(f) for f in frames) for query, _, _ in framed]
+    assert not any(flag for flag, (_, _, kind) in zip(is_framed, framed) if kind not in pairs.FRAMED_KINDS)
+    eligible = [flag for flag, (_, _, kind) in zip(is_framed, framed) if kind in pairs.FRAMED_KINDS]
+    assert 0.2 < sum(eligible) / len(eligible) < 0.4
+    # the same underlying queries, in the same order: framing draws from its own random stream
+    assert [(p, k) for _, p, k in framed] == [(p, k) for _, p, k in plain]
+    unframed = {query for (query, _, _), flag in zip(framed, is_framed) if not flag}
+    assert unframed <= {query for query, _, _ in plain}
+
+
 def test_unknown_query_kind_is_refused():
     with pytest.raises(ValueError, match="unknown pseudo-query kinds"):
         pairs.pseudo_queries(DOCS, pairs.PseudoQuerySettings(kinds=("question",)))

@@ -213,6 +213,8 @@ class PseudoQueryConfig(dg.Config):
     hard_negatives: int = _PSEUDO.hard_negatives
     random_negatives: int = _PSEUDO.random_negatives
     bm25_depth: int = _PSEUDO.bm25_depth
+    max_pairs: int = _PSEUDO.max_pairs
+    question_frame_share: float = _PSEUDO.question_frame_share
     seed: int = _PSEUDO.seed
 
 
