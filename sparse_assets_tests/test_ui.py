@@ -61,24 +61,39 @@ def dagster_dev(materialized, tmp_path_factory):
         yield url
     finally:
         stop_group(process)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(process.pid, 0)  # nothing of the process group is left
+    assert not live_group_members(process.pid), "dagster dev left processes running"
 
 
-def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERM the whole process group (webserver, daemon, code servers), SIGKILL what outlives the grace."""
-    os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.time() + grace_s
-    while time.time() < deadline:
-        process.poll()
+def live_group_members(pgid: int) -> list[str]:
+    """'pid state command' of the processes in group `pgid` that are not zombies (a killed child
+    reparented to init stays in the table until init reaps it, but runs nothing)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(process.pid, 0)
+            text = stat.read_text()
+        except OSError:  # exited while we looked
+            continue
+        command, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(f"{stat.parent.name} {fields[0]} {command}")
+    return members
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 30, kill_wait_s: float = 60) -> None:
+    """SIGTERM the whole process group (webserver, daemon, code servers), SIGKILL what outlives the
+    grace, then wait (on a loaded machine, for up to `kill_wait_s`) until no member runs."""
+    for sent, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
+        try:
+            os.killpg(process.pid, sent)
         except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
+            break
+        deadline = time.time() + wait_s
+        while time.time() < deadline and live_group_members(process.pid):
+            process.poll()
+            time.sleep(0.5)
+        if not live_group_members(process.pid):
+            break
     process.wait()
-    time.sleep(1)
 
 
 @pytest.fixture
