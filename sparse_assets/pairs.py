@@ -12,7 +12,8 @@ How the pseudo-queries are made (one record per kind, per document, when the kin
   queries never have. An unsupervised stand-in for real questions in the spirit of the Inverse Cloze
   Task (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain Question Answering").
 - **question frames**: a seeded ``question_frame_share`` of the span and key-noun queries is wrapped
-  in a Korean question form (``QUESTION_FRAMES``: 무엇, 누구, 언제, 어디, 몇, 이름 ... and a question
+  in a Korean question form (``QUESTION_FRAMES``: 무엇, 누구, 언제, 어디, 몇, 얼마, 이름 ... in the plain
+  written form, "…인가?", and the polite spoken one, "…인가요?", "…나요?", "…입니까?", with a question
   mark). People's questions carry such words; documents rarely do, so the corpus IDF rates them among
   the most informative tokens, and a student that never met them in training expands documents onto
   them at random (on KorQuAD questions outside the benchmark's sample, "?", 누구 and 몇 were the
@@ -54,6 +55,18 @@ QUESTION_FRAMES = (
     "{}는 몇 년인가?",
     "{}은 왜 그런가?",
     "{}은 어떻게 되었나?",
+    "{}은 무엇인가요?",
+    "{}는 누구인가요?",
+    "{}는 언제인가요?",
+    "{}은 어디에 있나요?",
+    "{}은 얼마인가요?",
+    "{}에는 몇 개가 있나요?",
+    "{}란 무엇입니까?",
+    "{}은 얼마나 걸리나요?",
+    "{}에는 어떤 종류가 있나요?",
+    "{}은 어떻게 하나요?",
+    "{}의 뜻은 무엇인가요?",
+    "{}은 왜 그런가요?",
 )
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from sparse_assets.encoder_base import BaseEncoderError, validate_mlm_folder
 
 IDF_FILE = "idf.json"
+QUERY_SCALE_FILE = "query_token_scale.json"  # learned multipliers of the query tokens' IDF
 SETTINGS_FILE = "sparse_training.json"
 ARCHITECTURES = ("inference_free", "splade")
 LOSSES = ("margin_mse", "mnrl")
@@ -56,7 +57,7 @@ class SparseTrainingSettings:
     query_max_length: int = 64
     seed: int = 13
     output_bias: float = -7.0
-    layers: int | None = 6  # keep the first N transformer layers (None = all)
+    layers: int | None = 4  # keep the first N transformer layers (None = all; the lower layers' token states are the more lexical)
     freeze_encoder: bool = True  # cache the encoder's token outputs; train the MLM head transform + bias
     document_regularizer_weight: float = 1e-3  # FLOPS on documents (IDF-aware through the IDF-weighted score)
     regularizer_warmup_ratio: float = 0.1  # the FLOPS weight grows quadratically over this share of the steps
@@ -70,6 +71,7 @@ class SparseTrainingSettings:
     mnrl_scale: float = 1.0
     device: str = "auto"  # auto = cuda (bf16) when available, else cpu
     threads: int | None = None
+    query_weight_learning_rate: float = 0.0  # frozen path: > 0 learns a multiplier of each query token's IDF (0 = IDF as is)
     flops_vocab_sample: int = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
 
@@ -86,6 +88,8 @@ class SparseTrainingSettings:
             raise ValueError("candidates_per_query must be >= 2 (the positive and at least one other document)")
         if not 0.0 <= self.teacher_dense_weight <= 1.0 or not 0.0 <= self.length_slope <= 1.0:
             raise ValueError("teacher_dense_weight and length_slope must be within [0, 1]")
+        if self.query_weight_learning_rate < 0:
+            raise ValueError(f"query_weight_learning_rate must be >= 0 (0 keeps the query side's IDF), got {self.query_weight_learning_rate}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,6 +159,33 @@ def write_idf_json(folder: Path, weights: np.ndarray, tokenizer) -> Path:
     path = Path(folder) / IDF_FILE
     path.write_text(json.dumps(data, ensure_ascii=False))
     return path
+
+
+def write_query_token_scale(folder: Path, scale: np.ndarray, tokenizer) -> Path | None:
+    """query_token_scale.json (token string -> the multiplier training learned for its IDF), for the
+    tokens whose multiplier moved; none when training kept the IDF as it is. A model moved to another
+    corpus keeps the multipliers over that corpus's IDF (`with_corpus_statistics`)."""
+    moved = np.flatnonzero(np.abs(np.asarray(scale) - 1.0) > 1e-4)
+    if not len(moved):
+        return None
+    inv = {i: t for t, i in tokenizer.get_vocab().items()}
+    path = Path(folder) / QUERY_SCALE_FILE
+    path.write_text(json.dumps({inv[i]: round(float(scale[i]), 6) for i in moved}, ensure_ascii=False))
+    return path
+
+
+def read_query_token_scale(folder: Path, tokenizer) -> np.ndarray:
+    """The vocabulary-sized multipliers of a model folder's query_token_scale.json (ones without it)."""
+    vocab = tokenizer.get_vocab()
+    scale = np.ones(len(vocab), dtype=np.float32)
+    path = Path(folder) / QUERY_SCALE_FILE
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        unknown = [t for t in data if t not in vocab]
+        if unknown:
+            raise SparseModelError(f"{path} names {len(unknown)} tokens outside the model's vocabulary (e.g. {unknown[:3]}): it belongs to another model")
+        scale[[vocab[t] for t in data]] = [float(v) for v in data.values()]
+    return scale
 
 
 def read_idf_json(path: Path, tokenizer) -> np.ndarray:
@@ -275,19 +306,19 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
         raise SparseModelError(f"{folder} names module types {foreign} that are neither sentence-transformers' nor this project's: refusing to import them")
     if any(folder.rglob("pytorch_model.bin")):
         raise SparseModelError(f"{folder} holds pickled weights (pytorch_model.bin): only safetensors are loaded; re-save the model")
-    return SparseEncoder._load_with_module_classes(str(folder), own, device=device or "cpu")
+    model = SparseEncoder._load_with_module_classes(str(folder), own, device=device or "cpu")
+    if is_inference_free(model):
+        model.query_token_scale = read_query_token_scale(folder, model_tokenizer(model))
+    return model
 
 
 def with_corpus_statistics(model, texts: Sequence[str]):
-    """The model re-fitted to a corpus: query-side IDF and the length pivot computed over `texts`
-    (what `idf_statistics` does for the training corpus). The document weights are unchanged."""
-    import torch
-
+    """The model re-fitted to a corpus: query-side IDF (times the multipliers training learned, see
+    `write_query_token_scale`) and the length pivot computed over `texts` (what `idf_statistics` does
+    for the training corpus). The document weights are unchanged."""
     tokenizer = model_tokenizer(model)
     if is_inference_free(model):
-        weights = corpus_idf_weights(tokenizer, texts)
-        with torch.no_grad():
-            model[0].sub_modules["query"][0].weight.copy_(torch.from_numpy(weights))
+        set_query_weights(model, corpus_idf_weights(tokenizer, texts) * getattr(model, "query_token_scale", 1.0))
     length = document_length_normalization(model)
     if length is not None and len(texts):
         windows, _ = token_windows(tokenizer, texts, document_module(model)[0].max_seq_length)
@@ -345,6 +376,15 @@ def query_weights(model) -> np.ndarray | None:
     return model[0].sub_modules["query"][0].weight.detach().float().cpu().numpy()
 
 
+def set_query_weights(model, weights: np.ndarray) -> None:
+    """Replace the query-side token weights of an inference-free model (learned query weights)."""
+    import torch
+
+    module = model[0].sub_modules["query"][0]
+    with torch.no_grad():
+        module.weight.copy_(torch.as_tensor(weights, dtype=module.weight.dtype))
+
+
 class MlmHead:
     """The masked-LM head of a document transformer split into its transform and its tied decoder
     rows + bias, so that logits can be computed for a subset of the vocabulary (the columns a batch
@@ -390,7 +430,7 @@ class IdfQueryEncoder:
         self.weights = np.asarray(weights, dtype=np.float32)
 
     @classmethod
-    def of(cls, model) -> "IdfQueryEncoder | None":
+    def of(cls, model) -> IdfQueryEncoder | None:
         weights = query_weights(model)
         return None if weights is None else cls(model[0].sub_modules["query"][0].tokenizer, weights)
 

@@ -54,10 +54,13 @@ from sparse_assets.sparse_model import (
     idf_vector,
     padded_batches,
     prepare_mlm_folder,
+    read_query_token_scale,
     resolve_device,
+    set_query_weights,
     splade_activation,
     token_windows,
     write_idf_json,
+    write_query_token_scale,
 )
 from sparse_assets.teacher import margin_scale, mixed_scores
 
@@ -160,15 +163,16 @@ def train_sparse_encoder(
 
         tokenizer = AutoTokenizer.from_pretrained(str(mlm))
         weights = idf_vector(idf, tokenizer)
+        query_scale = read_query_token_scale(warm_start, tokenizer) if warm_start is not None else np.ones(len(weights), dtype=np.float32)
         texts = [doc_by_id[d["id"]] for d in documents]
         pivot = mean_document_tokens(tokenizer, texts, settings.max_length)
-        model = build_sparse_encoder(mlm, weights, settings, device=device, length_pivot=pivot, length_slope=slope)
+        model = build_sparse_encoder(mlm, weights * query_scale, settings, device=device, length_pivot=pivot, length_slope=slope)
 
         candidates = [list(teacher[teacher_key(p)]["candidates"]) for p in train]
         mixed = [mixed_scores(teacher[teacher_key(p)], settings.teacher_dense_weight) for p in train]
         scale = settings.teacher_scale
         if scale is None:
-            scale = margin_scale(*_scale_sample(model, train, candidates, mixed, weights, doc_by_id, settings))
+            scale = margin_scale(*_scale_sample(model, train, candidates, mixed, weights * query_scale, doc_by_id, settings))
         labels = [m * scale for m in mixed]
         prepare_seconds = time.perf_counter() - t_start
 
@@ -183,16 +187,21 @@ def train_sparse_encoder(
         t_train = time.perf_counter()
         hidden = None
         if settings.freeze_encoder and settings.architecture == "inference_free":
-            hidden = _train_frozen(model, tokenizer, weights, train, candidates, labels, documents, doc_by_id, settings, device, dtype, log)
+            hidden, query_scale = _train_frozen(
+                model, tokenizer, weights, query_scale, train, candidates, labels, documents, doc_by_id, settings, device, dtype, log
+            )
         else:
             _train_trainer(model, train, candidates, labels, doc_by_id, settings, device, dtype, work, log)
         train_seconds = time.perf_counter() - t_train
+        set_query_weights(model, weights * query_scale)
+        model.query_token_scale = query_scale
 
         model.eval()
         if out_dir.exists():
             shutil.rmtree(out_dir)
         model.save(str(out_dir))
-        write_idf_json(out_dir, weights, tokenizer)
+        write_idf_json(out_dir, weights * query_scale, tokenizer)
+        write_query_token_scale(out_dir, query_scale, tokenizer)
         tokenizer.save_pretrained(str(out_dir))
         (out_dir / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
         length = document_length_normalization(model)
@@ -385,8 +394,10 @@ def _hard_candidates(scores: np.ndarray, count: int, rng: random.Random) -> list
     return [0, *chosen]
 
 
-def _train_frozen(model, tokenizer, weights, train, candidates, labels, documents, doc_by_id, settings, device, dtype_name, log):
-    """Returns the cached token states of `documents` (for validation)."""
+def _train_frozen(model, tokenizer, weights, query_scale, train, candidates, labels, documents, doc_by_id, settings, device, dtype_name, log):
+    """Returns the cached token states of `documents` (for validation) and the query tokens' IDF
+    multipliers (`query_scale`, learned when `query_weight_learning_rate` > 0: the query side stays an
+    IDF-weighted bag of tokens, its weights fitted to the teacher like the document side's)."""
     import torch
     from sentence_transformers.sparse_encoder.losses import FlopsLoss, SparseMarginMSELoss, SparseMultipleNegativesRankingLoss
 
@@ -403,6 +414,9 @@ def _train_frozen(model, tokenizer, weights, train, candidates, labels, document
     for p in params:
         p.requires_grad_(True)
     groups = [{"params": params, "lr": settings.learning_rate}]
+    log_scale = torch.tensor(np.log(query_scale), device=device, dtype=torch.float32).requires_grad_(settings.query_weight_learning_rate > 0)
+    if settings.query_weight_learning_rate > 0:
+        groups.append({"params": [log_scale], "lr": settings.query_weight_learning_rate})
     if length is not None and settings.train_length_slope:
         groups.append({"params": [length.slope_parameter], "lr": settings.learning_rate * 5})
 
@@ -445,11 +459,11 @@ def _train_frozen(model, tokenizer, weights, train, candidates, labels, document
             doc_w = _pooled_weights(head, [hidden[d] for d in docs], token_counts[docs], columns, activate, length)
         dq = doc_w[:, : len(cols)]
         col_pos = {c: i for i, c in enumerate(cols)}
+        entries = [(r, col_pos[tkn], tkn) for r, qi in enumerate(batch) for tkn in set(q_ids[qi]) if tkn in col_pos]
         q_emb = torch.zeros(len(batch), len(cols), device=device)
-        for r, qi in enumerate(batch):
-            for tkn in set(q_ids[qi]):
-                if tkn in col_pos:
-                    q_emb[r, col_pos[tkn]] = w[tkn]
+        if entries:
+            q_rows, q_cols, q_tokens = (torch.tensor(x, device=device, dtype=torch.long) for x in zip(*entries))
+            q_emb = q_emb.index_put((q_rows, q_cols), w[q_tokens] * log_scale[q_tokens].exp())
         emb = [q_emb] + [dq[[slot[index[candidates[qi][row[j]]]] for qi, row in zip(batch, picks)]] for j in range(1 + n_other)]
         if settings.loss == "margin_mse":
             target = torch.tensor(np.stack([labels[qi][row] for qi, row in zip(batch, picks)]), device=device)
@@ -473,7 +487,7 @@ def _train_frozen(model, tokenizer, weights, train, candidates, labels, document
             running = []
     for p in auto_model.parameters():
         p.requires_grad_(True)
-    return hidden
+    return hidden, log_scale.detach().exp().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- library trainer path

@@ -270,3 +270,33 @@ def test_the_step_budget_is_capped_at_max_epochs_over_the_training_pairs():
     assert epoch_capped(settings, 9452).steps == 3000  # KorQuAD-sized: the budget holds
     assert epoch_capped(settings, 1200).steps == 450  # a small corpus: 3 passes, not 20
     assert epoch_capped(SparseTrainingSettings(max_epochs=None), 1200).steps == 3000
+
+
+def test_learned_query_weights_are_saved_kept_on_another_corpus_and_continued_by_a_warm_start(base_encoder_dir, tmp_path):
+    """query_weight_learning_rate > 0 fits a multiplier of each training-query token's IDF: idf.json
+    holds IDF x multiplier, query_token_scale.json the multipliers, a corpus re-fit keeps them over
+    the new IDF, and v2's warm start continues from them."""
+    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.sparse_model import corpus_idf_weights, idf_vector, read_query_token_scale
+    from sparse_assets.sparse_training import train_sparse_encoder
+
+    docs, _ = korquad_records(3)
+    docs = list(docs)
+    pairs = build_pairs(docs, PseudoQuerySettings())
+    idf, teacher = base_idf(base_encoder_dir, docs), teacher_for(base_encoder_dir, docs, pairs)
+    v1 = tmp_path / "v1"
+    train_sparse_encoder(docs, pairs, idf, tiny_settings(query_weight_learning_rate=0.05), v1, base_encoder_dir, teacher)
+    tok = folder_tokenizer(v1)
+    scale = read_query_token_scale(v1, tok)
+    moved = np.flatnonzero(scale != 1.0)
+    assert len(moved) > 20
+    assert set(moved) <= set(np.concatenate(tok([p["query"] for p in pairs], add_special_tokens=False)["input_ids"]))
+    np.testing.assert_allclose(read_idf_json(v1 / "idf.json", tok), idf_vector(idf, tok) * scale, rtol=1e-4, atol=1e-5)
+
+    other = [d["text"] for d in korquad_records(2, start=20)[0]]
+    moved_model = with_corpus_statistics(load_sparse_encoder(v1), other)
+    np.testing.assert_allclose(query_weights(moved_model), corpus_idf_weights(tok, other) * scale, rtol=1e-5)
+
+    v2 = tmp_path / "v2"
+    train_sparse_encoder(docs, pairs, idf, tiny_settings(steps=2), v2, base_encoder_dir, teacher, warm_start=v1)
+    np.testing.assert_allclose(read_query_token_scale(v2, tok), scale, rtol=1e-5)
