@@ -152,13 +152,27 @@ def idf_vector(idf: Mapping, tokenizer) -> np.ndarray:
     return vec
 
 
+def _write_token_json(path: Path, values: np.ndarray, ids: np.ndarray, tokenizer) -> Path:
+    """{token string: value} of the vocabulary ids `ids` (the format of OpenSearch's idf.json)."""
+    token_of = {i: t for t, i in tokenizer.get_vocab().items()}
+    path.write_text(json.dumps({token_of[i]: round(float(values[i]), 6) for i in ids}, ensure_ascii=False))
+    return path
+
+
+def _read_token_json(path: Path, tokenizer, allowed_unknown_share: float, fix: str) -> dict[int, float]:
+    """{vocabulary id: value} of a token json; an error naming `fix` when more than
+    `allowed_unknown_share` of its tokens are not in the tokenizer's vocabulary."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = tokenizer.get_vocab()
+    unknown = [t for t in data if t not in vocab]
+    if unknown and len(unknown) > allowed_unknown_share * max(len(data), 1):
+        raise SparseModelError(f"{path}: {len(unknown)} of {len(data)} tokens (e.g. {unknown[:3]}) are not in the model's tokenizer: {fix}")
+    return {vocab[t]: float(v) for t, v in data.items() if t in vocab}
+
+
 def write_idf_json(folder: Path, weights: np.ndarray, tokenizer) -> Path:
     """idf.json (token string -> weight, OpenSearch format) for the non-zero weights."""
-    inv = {i: t for t, i in tokenizer.get_vocab().items()}
-    data = {inv[i]: round(float(weights[i]), 6) for i in np.flatnonzero(weights)}
-    path = Path(folder) / IDF_FILE
-    path.write_text(json.dumps(data, ensure_ascii=False))
-    return path
+    return _write_token_json(Path(folder) / IDF_FILE, weights, np.flatnonzero(weights), tokenizer)
 
 
 def write_query_token_scale(folder: Path, scale: np.ndarray, tokenizer) -> Path | None:
@@ -166,25 +180,16 @@ def write_query_token_scale(folder: Path, scale: np.ndarray, tokenizer) -> Path 
     tokens whose multiplier moved; none when training kept the IDF as it is. A model moved to another
     corpus keeps the multipliers over that corpus's IDF (`with_corpus_statistics`)."""
     moved = np.flatnonzero(np.abs(np.asarray(scale) - 1.0) > 1e-4)
-    if not len(moved):
-        return None
-    inv = {i: t for t, i in tokenizer.get_vocab().items()}
-    path = Path(folder) / QUERY_SCALE_FILE
-    path.write_text(json.dumps({inv[i]: round(float(scale[i]), 6) for i in moved}, ensure_ascii=False))
-    return path
+    return _write_token_json(Path(folder) / QUERY_SCALE_FILE, scale, moved, tokenizer) if len(moved) else None
 
 
 def read_query_token_scale(folder: Path, tokenizer) -> np.ndarray:
     """The vocabulary-sized multipliers of a model folder's query_token_scale.json (ones without it)."""
-    vocab = tokenizer.get_vocab()
-    scale = np.ones(len(vocab), dtype=np.float32)
+    scale = np.ones(len(tokenizer.get_vocab()), dtype=np.float32)
     path = Path(folder) / QUERY_SCALE_FILE
     if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        unknown = [t for t in data if t not in vocab]
-        if unknown:
-            raise SparseModelError(f"{path} names {len(unknown)} tokens outside the model's vocabulary (e.g. {unknown[:3]}): it belongs to another model")
-        scale[[vocab[t] for t in data]] = [float(v) for v in data.values()]
+        for tid, value in _read_token_json(path, tokenizer, 0.0, "it belongs to another model").items():
+            scale[tid] = value
     return scale
 
 
@@ -193,16 +198,8 @@ def read_idf_json(path: Path, tokenizer) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise SparseModelError(f"{path} is missing: an inference-free model folder needs its idf.json")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    vocab = tokenizer.get_vocab()
-    unknown = [t for t in data if t not in vocab]
-    if unknown and len(unknown) > 0.01 * max(len(data), 1):
-        raise SparseModelError(
-            f"{path}: {len(unknown)} of {len(data)} tokens (e.g. {unknown[:3]}) are not in the model's tokenizer: "
-            "this idf.json belongs to another vocabulary; recompute it with the model's tokenizer "
-            "(materialize idf_statistics for this base encoder)"
-        )
-    return idf_vector({t: w for t, w in data.items() if t in vocab}, tokenizer)
+    fix = "this idf.json belongs to another vocabulary; recompute it with the model's tokenizer (materialize idf_statistics for this base encoder)"
+    return idf_vector(_read_token_json(path, tokenizer, 0.01, fix), tokenizer)
 
 
 def corpus_idf_weights(tokenizer, texts: Sequence[str]) -> np.ndarray:

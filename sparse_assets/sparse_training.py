@@ -166,13 +166,14 @@ def train_sparse_encoder(
         query_scale = read_query_token_scale(warm_start, tokenizer) if warm_start is not None else np.ones(len(weights), dtype=np.float32)
         texts = [doc_by_id[d["id"]] for d in documents]
         pivot = mean_document_tokens(tokenizer, texts, settings.max_length)
-        model = build_sparse_encoder(mlm, weights * query_scale, settings, device=device, length_pivot=pivot, length_slope=slope)
+        query_weights = weights * query_scale  # the query side training starts from
+        model = build_sparse_encoder(mlm, query_weights, settings, device=device, length_pivot=pivot, length_slope=slope)
 
         candidates = [list(teacher[teacher_key(p)]["candidates"]) for p in train]
         mixed = [mixed_scores(teacher[teacher_key(p)], settings.teacher_dense_weight) for p in train]
         scale = settings.teacher_scale
         if scale is None:
-            scale = margin_scale(*_scale_sample(model, train, candidates, mixed, weights * query_scale, doc_by_id, settings))
+            scale = margin_scale(*_scale_sample(model, train, candidates, mixed, query_weights, doc_by_id, settings))
         labels = [m * scale for m in mixed]
         prepare_seconds = time.perf_counter() - t_start
 
@@ -193,14 +194,14 @@ def train_sparse_encoder(
         else:
             _train_trainer(model, train, candidates, labels, doc_by_id, settings, device, dtype, work, log)
         train_seconds = time.perf_counter() - t_train
-        set_query_weights(model, weights * query_scale)
-        model.query_token_scale = query_scale
+        query_weights = weights * query_scale  # the learned query side
+        set_query_weights(model, query_weights)
 
         model.eval()
         if out_dir.exists():
             shutil.rmtree(out_dir)
         model.save(str(out_dir))
-        write_idf_json(out_dir, weights * query_scale, tokenizer)
+        write_idf_json(out_dir, query_weights, tokenizer)
         write_query_token_scale(out_dir, query_scale, tokenizer)
         tokenizer.save_pretrained(str(out_dir))
         (out_dir / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
