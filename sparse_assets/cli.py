@@ -7,18 +7,18 @@ import sys
 
 from sparse_assets.cli_model import add_model_commands
 from sparse_assets.dataset_manager import DatasetManager
+from sparse_assets.layout import dataset_root
 
 
 def _summary(args: argparse.Namespace) -> int:
-    DatasetManager(args.dataset).print_summary()
-    return 0
+    return 0 if DatasetManager(args.dataset).print_summary() else 1
 
 
 def _check(args: argparse.Namespace) -> int:
     manager = DatasetManager(args.dataset)
     dependencies = [tuple(item.rsplit("/", 1)) if "/" in item else ("", item) for item in args.paths]
     ok = manager.check_dependencies(dependencies)
-    print("all present" if ok else "some artifacts are missing: run `make run` (or materialize them in the UI)")
+    print("all present" if ok else "some artifacts are missing or modified: run `make run` (or materialize them in the UI)")
     return 0 if ok else 1
 
 
@@ -28,10 +28,10 @@ def _clear(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-assets", description=__doc__)
-    parser.add_argument("--dataset", default="dataset", help="the dataset root (default: ./dataset)")
+    parser.add_argument("--dataset", default=dataset_root(), help="the dataset root (default: $SPARSE_ASSETS_DATASET, else ./dataset)")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("summary", help="list every artifact with size, time and status").set_defaults(run=_summary)
-    check = verbs.add_parser("check", help="exit 0 when every given SUBDIR/FILE exists")
+    verbs.add_parser("summary", help="list every artifact with size, time and status (exit 1 when one is missing or modified)").set_defaults(run=_summary)
+    check = verbs.add_parser("check", help="exit 0 when every given SUBDIR/FILE exists and matches its recorded hash")
     check.add_argument("paths", nargs="+", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
     check.set_defaults(run=_check)
     clear = verbs.add_parser("clear", help="delete a subdirectory and its metadata entries")

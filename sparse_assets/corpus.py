@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
+from sparse_assets.bounds import Ge, Le, check_bounds
 from sparse_assets.korean import hangul_ratio, normalize_text
 from sparse_assets.records import Document
 
@@ -84,9 +86,14 @@ def _id_scoped_sources(raw: RawCorpus) -> set[str]:
 
 @dataclass(frozen=True)
 class CorpusFilter:
-    min_chars: int = 40
-    max_chars: int = 4000
-    min_hangul_ratio: float = 0.2
+    min_chars: Annotated[int, Ge(1)] = 40
+    max_chars: Annotated[int, Ge(100)] = 4000  # longer texts are split at whitespace into pieces of at most this
+    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.2
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"CorpusFilter.min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from sparse_assets.layout import METADATA_FILE
+from sparse_assets.layout import METADATA_FILE, dataset_root
 from sparse_assets.storage import content_hash, forget_artifacts, read_index
 from sparse_assets.tables import markdown_table
 
@@ -22,8 +22,8 @@ def _is_model_folder(path: Path) -> bool:
 class DatasetManager:
     """Look at, check and clear the artifacts under `base_path` (what the IO managers wrote)."""
 
-    def __init__(self, base_path: str | Path = "dataset"):
-        self.base_path = Path(base_path)
+    def __init__(self, base_path: str | Path | None = None):
+        self.base_path = Path(base_path if base_path is not None else dataset_root())
 
     def artifacts(self) -> list[dict]:
         """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
@@ -75,30 +75,48 @@ class DatasetManager:
             return "untracked"
         return "ok" if content_hash(UPath(path))[0] == entry["sha256"] else "modified"
 
-    def print_summary(self) -> None:
+    def print_summary(self) -> bool:
+        """Print every artifact's row; True when none is missing or modified."""
         rows = self.artifacts()
         print(f"dataset: {self.base_path.resolve()}")
         print(markdown_table(rows, ["subdir", "name", "asset", "bytes", "modified", "status"]) if rows else "(no artifacts yet: run `make run`)")
+        broken = sorted({row["asset"] for row in rows if row["status"] in ("missing", "modified")})
+        if broken:
+            print(f"missing or modified: re-materialize {', '.join(broken)} (make run, or the UI)")
+        return not broken
 
     def check_data_exists(self, filename: str, subdir: str) -> bool:
         return (self.base_path / subdir / filename).exists()
 
     def check_dependencies(self, dependencies: list[tuple[str, str]]) -> bool:
-        """True when every (subdir, filename) exists; prints each missing one."""
-        missing = [f"{subdir}/{name}" for subdir, name in dependencies if not self.check_data_exists(name, subdir)]
-        for item in missing:
-            print(f"missing: {self.base_path / item}")
-        return not missing
+        """True when every (subdir, filename) exists and, where metadata.json records it, has the
+        recorded content; prints each missing or modified one."""
+        status = {str(Path(row["subdir"]) / row["name"]): row["status"] for row in self.artifacts()}
+        bad = []
+        for subdir, name in dependencies:
+            relative = str(Path(subdir) / name)
+            found = "missing" if not self.check_data_exists(name, subdir) else status.get(relative, "ok")
+            if found in ("missing", "modified"):
+                bad.append(relative)
+                print(f"{found}: {(self.base_path / relative).resolve()}")
+        return not bad
 
     def clear_subdirectory(self, subdir: str, confirm: bool = False) -> bool:
-        """Delete `subdir` and its metadata.json entries; refuses (returns False) unless confirm=True."""
-        target = self.base_path / subdir
+        """Delete `subdir` and its metadata.json entries; refuses (returns False) unless confirm=True.
+        A path outside the root, a file or a folder that does not exist is an error."""
+        root = self.base_path.resolve()
+        target = (self.base_path / subdir).resolve()
+        if target == root or root not in target.parents:
+            raise ValueError(f"{subdir!r} is not a subdirectory of {root}")
+        if target.is_file():
+            raise ValueError(f"{target} is a file, not a subdirectory: clear its folder ({target.parent.relative_to(root)}) and re-materialize")
+        if not target.is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+            raise FileNotFoundError(f"{target} does not exist: nothing to clear (subdirectories of {root}: {', '.join(present) or 'none'})")
         if not confirm:
             print(f"refusing to delete {target}: call clear_subdirectory({subdir!r}, confirm=True) (CLI: --yes)")
             return False
-        if target.resolve() == self.base_path.resolve() or self.base_path.resolve() not in target.resolve().parents:
-            raise ValueError(f"{subdir!r} is not a subdirectory of {self.base_path}")
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target)
         forgotten = forget_artifacts(UPath(self.base_path), subdir)
         print(f"deleted {target} ({len(forgotten)} metadata entries removed)")
         return True

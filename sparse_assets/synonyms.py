@@ -18,9 +18,9 @@ from sparse_assets.korean import hangul_ratio, kiwi
 from sparse_assets.records import Document
 
 _ENGLISH = re.compile(r"^[a-z][a-z \-']*$")
-_INITIALS = "g kk n d tt r m b pp s ss  j jj ch k t p h".split(" ")
-_MEDIALS = "a ae ya yae eo e yeo ye o wa wae oe yo u wo we wi yu eu ui i".split()
-_FINALS = ["", *"k k k n n n t l k m l l l p l m p p t t ng t t k t p t".split()]
+_INITIALS = ["g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h"]
+_MEDIALS = ["a", "ae", "ya", "yae", "eo", "e", "yeo", "ye", "o", "wa", "wae", "oe", "yo", "u", "wo", "we", "wi", "yu", "eu", "ui", "i"]
+_FINALS = ["", *["k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "l", "l", "l", "p", "l", "m", "p", "p", "t", "t", "ng", "t", "t", "k", "t", "p", "t"]]
 
 
 class SynonymSourceError(ValueError):

@@ -22,6 +22,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from sparse_assets.layout import dataset_root
+
 
 class _ReplicaDone(Exception):
     """Raised in a non-zero rank once its training loop has finished."""
@@ -47,7 +49,7 @@ def load_inputs(dataset: str, pair_assets: list[str]) -> tuple[list[dict], list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=os.environ.get("SPARSE_ASSETS_DATASET", "dataset"))
+    parser.add_argument("--dataset", default=dataset_root(), help="the dataset root (default: $SPARSE_ASSETS_DATASET, else ./dataset)")
     parser.add_argument("--pairs", default="qd_pairs_base", help="comma-separated pair assets (qd_pairs_base, synthetic_qd_pairs)")
     parser.add_argument("--out", type=Path, required=True, help="the model folder rank 0 writes")
     parser.add_argument("--settings", default="{}", help="JSON overrides of SparseTrainingSettings")
@@ -63,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from sparse_assets.sparse_training import teacher_key, train_sparse_encoder
     from sparse_assets.teacher import DenseEncoder, teacher_lookup, teacher_score_records
 
-    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     overrides = {"freeze_encoder": False, **json.loads(args.settings)}
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)  # "cuda" below means this process's GPU

@@ -33,9 +33,11 @@ def test_summary_reports_status_of_every_artifact(dataset, capsys):
     assert rows["enhanced_synonyms.json"]["status"] == "missing"
     assert rows["neural_sparse_v1_model"]["status"] == "untracked"
     assert set(rows) == {"documents.json", "enhanced_synonyms.json", "neural_sparse_v1_model"}
-    DatasetManager(dataset).print_summary()
+    assert DatasetManager(dataset).print_summary() is False
     out = capsys.readouterr().out
     assert "| base_model | documents.json | documents |" in out and "missing" in out
+    assert "re-materialize documents, enhanced_synonyms" in out
+    assert main(["--dataset", str(dataset), "summary"]) == 1
 
 
 def test_check_data_exists_and_dependencies(dataset, capsys):
@@ -57,6 +59,11 @@ def test_clear_refuses_without_confirm_and_forgets_entries_with_it(dataset, caps
     assert set(read_index(UPath(dataset))) == {"documents"}
     with pytest.raises(ValueError, match="not a subdirectory"):
         manager.clear_subdirectory("..", confirm=True)
+    with pytest.raises(ValueError, match="is a file, not a subdirectory: clear its folder \\(base_model\\)"):
+        manager.clear_subdirectory("base_model/documents.json", confirm=True)
+    with pytest.raises(FileNotFoundError, match="nothing to clear \\(subdirectories of .*: base_model\\)"):
+        manager.clear_subdirectory("nonexistent", confirm=True)
+    assert (dataset / "base_model/documents.json").exists()
 
 
 def test_cli_verbs(dataset, capsys):
@@ -68,12 +75,35 @@ def test_cli_verbs(dataset, capsys):
     assert main(["--dataset", str(dataset), "clear", "llm_generated"]) == 1
     assert (dataset / "llm_generated").exists()
     assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes"]) == 0
+    assert f"deleted {dataset.resolve() / 'llm_generated'}" in capsys.readouterr().out
     assert not (dataset / "llm_generated").exists()
+    assert main(["--dataset", str(dataset), "clear", "nonexistent", "--yes"]) == 2
+    assert "does not exist: nothing to clear" in capsys.readouterr().err
+
+
+def test_check_reports_a_file_changed_behind_the_index(dataset, capsys):
+    (dataset / "base_model/documents.json").write_text('[{"id": "d2"}]')
+    assert main(["--dataset", str(dataset), "check", "base_model/documents.json"]) == 1
+    assert f"modified: {dataset.resolve() / 'base_model/documents.json'}" in capsys.readouterr().out
+
+
+def test_the_cli_and_dataset_manager_use_the_dataset_root_of_the_environment(dataset, tmp_path, monkeypatch, capsys):
+    """SPARSE_ASSETS_DATASET decides the root for the CLI and DatasetManager as for the assets; a
+    ./dataset of the current folder is left alone."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "dataset/base_model").mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("SPARSE_ASSETS_DATASET", str(dataset))
+    assert DatasetManager().base_path == dataset
+    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "clear", "base_model", "--yes"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted {dataset.resolve() / 'base_model'}" in done.stdout
+    assert (elsewhere / "dataset/base_model").exists() and not (dataset / "base_model").exists()
 
 
 def test_console_script_and_a_corrupt_index(dataset):
     (dataset / "metadata.json").write_text("{not json")
-    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "--dataset", str(dataset), "summary"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "--dataset", str(dataset), "summary"], capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "metadata.json is not a valid metadata index" in done.stderr and "Traceback" not in done.stderr
     json.loads((dataset / "base_model/documents.json").read_text())  # artifacts untouched

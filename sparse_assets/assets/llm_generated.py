@@ -15,11 +15,13 @@ import statistics
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Annotated
 
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not re-exported by `dagster`
 
 from sparse_assets import evalset
+from sparse_assets.bounds import Ge, Le
 from sparse_assets.llm import filters
 from sparse_assets.llm import synonyms as llm_synonyms
 from sparse_assets.llm.prompts import QUERIES_SCHEMA
@@ -36,30 +38,30 @@ POOL = "gpu"
 class SyntheticQueriesConfig(dg.Config):
     """Generation, filter and negative-mining settings for `synthetic_qd_pairs`."""
 
-    max_documents: int = 300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document)
-    queries_per_document: int = 3
-    max_doc_chars: int = 600  # the document is cut here in the prompt (CPU prefill time)
-    temperature: float | None = None  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
-    max_tokens: int | None = None  # None: 40 few-shot, 8192 for a thinking model (trace first)
-    min_chars: int = 8
-    max_chars: int = 80
-    min_hangul_ratio: float = 0.5
+    max_documents: Annotated[int, Ge(0)] = 300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document)
+    queries_per_document: Annotated[int, Ge(1)] = 3
+    max_doc_chars: Annotated[int, Ge(50)] = 600  # the document is cut here in the prompt (CPU prefill time)
+    temperature: Annotated[float, Ge(0)] | None = None  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
+    max_tokens: Annotated[int, Ge(1)] | None = None  # None: 40 few-shot, 8192 for a thinking model (trace first)
+    min_chars: Annotated[int, Ge(1)] = 8
+    max_chars: Annotated[int, Ge(1)] = 80
+    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.5
     require_question: bool = True
-    max_copy_ratio: float = 0.75
-    max_fewshot_similarity: float = 0.8
-    roundtrip_k: int = 10
-    hard_negatives: int = 3
-    random_negatives: int = 1
-    bm25_depth: int = 30
-    seed: int = 13
+    max_copy_ratio: Annotated[float, Ge(0), Le(1)] = 0.75
+    max_fewshot_similarity: Annotated[float, Ge(0), Le(1)] = 0.8
+    roundtrip_k: Annotated[int, Ge(1)] = 10
+    hard_negatives: Annotated[int, Ge(0)] = 3
+    random_negatives: Annotated[int, Ge(0)] = 1
+    bm25_depth: Annotated[int, Ge(1)] = 30
+    seed: Annotated[int, Ge(0)] = 13
 
 
 class EnhancedSynonymsConfig(dg.Config):
     """How many dictionary terms the LLM judges and how many frequent corpus terms it expands."""
 
-    max_terms: int = 100  # most frequent dictionary terms judged (each of their English candidates)
-    expand_terms: int = 30
-    max_additions: int = 3
+    max_terms: Annotated[int, Ge(0)] = 100  # most frequent dictionary terms judged (each of their English candidates)
+    expand_terms: Annotated[int, Ge(0)] = 30
+    max_additions: Annotated[int, Ge(0)] = 3
     # None: decided by the model (trusted: an instruction/thinking model; not: the CPU's 270M base model)
     enforce_verdicts: bool | None = None  # drop pairs the LLM says "no" to (else flag and keep them)
     accept_additions: bool | None = None  # add the LLM's proposed synonyms (else record them as proposals)

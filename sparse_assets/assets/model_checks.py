@@ -56,7 +56,7 @@ def sparse_model_checks(
         severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
         @dg.asset_check(asset=asset_key, name=name, description=description, blocking=blocking)
-        def _check(context, model_folder) -> dg.AssetCheckResult:  # noqa: ARG001
+        def _check(context, model_folder) -> dg.AssetCheckResult:
             validation = model_validation(model_folder)
             bounds_file = Path(model_folder) / "check_bounds.json"  # the asset config's bounds, when it wrote them
             bounds = json.loads(bounds_file.read_text()) if bounds_file.exists() else {}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from pathlib import Path
 
 import dagster as dg
-import pydantic
 
+from sparse_assets.assets.settings_config import config_from_settings
 from sparse_assets.io_managers import handover_folder
 from sparse_assets.sparse_model import SparseTrainingSettings
 from sparse_assets.sparse_training import train_sparse_encoder
@@ -22,14 +21,11 @@ _CHECK_BOUNDS = {
     # validation MRR@10 must exceed IDF-only's by this much (a small negative value tolerates a tie on tiny data)
     "min_gain_over_idf_only": (float, 0.0),
 }
-_HINTS = typing.get_type_hints(SparseTrainingSettings)
-
-SparseTrainingConfig = pydantic.create_model(
+SparseTrainingConfig = config_from_settings(
     "SparseTrainingConfig",
-    __base__=dg.Config,
-    __doc__="Hyperparameters of a sparse model asset: the fields and defaults of "
+    SparseTrainingSettings,
+    "Hyperparameters of a sparse model asset: the fields, defaults and bounds of "
     "sparse_assets.sparse_model.SparseTrainingSettings, plus the bounds of the blocking checks.",
-    **{f.name: (_HINTS[f.name], f.default) for f in dataclasses.fields(SparseTrainingSettings)},
     **_CHECK_BOUNDS,
 )
 

@@ -12,8 +12,8 @@ Without a model argument it serves the offline Gemma 3 270M folder (converted on
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import sys
+from importlib import metadata
 
 
 def _patch_version_lookup() -> None:

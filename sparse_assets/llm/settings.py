@@ -63,7 +63,7 @@ class SamplingSettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SamplingSettings":
+    def from_dict(cls, d: dict[str, Any]) -> SamplingSettings:
         return cls(**{**d, "stop": tuple(d.get("stop") or ())})
 
 
@@ -119,7 +119,7 @@ class EngineSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EngineSettings":
+    def from_dict(cls, d: dict[str, Any]) -> EngineSettings:
         return cls(**d)
 
 

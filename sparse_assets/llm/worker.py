@@ -25,8 +25,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file path: make `sparse_assets` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sparse_assets.llm.prompts import fewshot_prompt, query_messages  # noqa: E402
-from sparse_assets.llm.settings import EngineSettings, SamplingSettings  # noqa: E402
+from sparse_assets.llm.prompts import fewshot_prompt, query_messages
+from sparse_assets.llm.settings import EngineSettings, SamplingSettings
 
 EXIT_CANCELLED = 130
 _ABORT_ENV = "SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES"  # tests: die hard mid-run
