@@ -22,6 +22,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _accept(args: argparse.Namespace) -> int:
+    DatasetManager(args.dataset).accept(args.path)
+    return 0
+
+
 def _clear(args: argparse.Namespace) -> int:
     return 0 if DatasetManager(args.dataset).clear_subdirectory(args.subdir, confirm=args.yes) else 1
 
@@ -34,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = verbs.add_parser("check", help="exit 0 when every given SUBDIR/FILE exists and matches its recorded hash")
     check.add_argument("paths", nargs="+", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
     check.set_defaults(run=_check)
+    accept = verbs.add_parser("accept", help="record the current content of an artifact you changed on purpose (loads refuse a changed one)")
+    accept.add_argument("path", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
+    accept.set_defaults(run=_accept)
     clear = verbs.add_parser("clear", help="delete a subdirectory and its metadata entries")
     clear.add_argument("subdir", help="e.g. llm_generated")
     clear.add_argument("--yes", action="store_true", help="really delete (without it, nothing is deleted)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from upath import UPath
 
 from sparse_assets.layout import METADATA_FILE, dataset_root
-from sparse_assets.storage import content_hash, forget_artifacts, read_index
+from sparse_assets.storage import content_hash, forget_artifacts, read_index, record_artifact
 from sparse_assets.tables import markdown_table
 
 MODEL_FOLDER_MARKERS = ("config.json", "modules.json")  # transformers / sentence-transformers
@@ -100,6 +100,19 @@ class DatasetManager:
                 bad.append(relative)
                 print(f"{found}: {(self.base_path / relative).resolve()}")
         return not bad
+
+    def accept(self, relative: str) -> dict:
+        """Record the current content of the artifact at `relative` (e.g. base_model/documents.json) in
+        metadata.json, for a file changed on purpose: the IO managers refuse to load a changed artifact
+        until then. Returns its new entry."""
+        entry = next((e for e in read_index(UPath(self.base_path)).values() if e["path"] == relative), None)
+        if entry is None:
+            raise FileNotFoundError(f"{relative} is not an artifact recorded in {(self.base_path / METADATA_FILE).resolve()}")
+        if not (self.base_path / relative).exists():
+            raise FileNotFoundError(f"{(self.base_path / relative).resolve()} does not exist: re-materialize {entry['asset_key']!r}")
+        accepted = record_artifact(UPath(self.base_path), entry["asset_key"], relative, "accepted by hand", list(entry.get("sidecars", {})))
+        print(f"accepted {(self.base_path / relative).resolve()} as {entry['asset_key']!r} (sha256 {accepted['sha256'][:12]}...)")
+        return accepted
 
     def clear_subdirectory(self, subdir: str, confirm: bool = False) -> bool:
         """Delete `subdir` and its metadata.json entries; refuses (returns False) unless confirm=True.

@@ -20,10 +20,14 @@ from upath import UPath
 
 from sparse_assets.layout import asset_path
 from sparse_assets.storage import (
+    UnsafePickleError,
     atomic_replace_folder,
     atomic_write_any,
     atomic_write_bytes,
     atomic_write_json,
+    content_hash,
+    load_plain_pickle,
+    read_index,
     record_artifact,
 )
 from sparse_assets.tables import sample_markdown
@@ -46,6 +50,13 @@ class MissingArtifactError(FileNotFoundError):
 
 class CorruptArtifactError(ValueError):
     pass
+
+
+class ModifiedArtifactError(CorruptArtifactError):
+    """The artifact's content is not what its asset wrote (sha256 differs from metadata.json)."""
+
+
+PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # loading them can run code
 
 
 class _DatasetIOManager(dg.UPathIOManager):
@@ -79,13 +90,29 @@ class _DatasetIOManager(dg.UPathIOManager):
                 f"upstream artifact {context.asset_key.to_user_string()!r} is missing at {path}; "
                 f"materialize it first (e.g. `make run`, or select it in the UI and click Materialize)"
             )
+        asset = context.asset_key.to_user_string()
+        self.verify(asset, path)
         try:
             return self.read(path)
+        except UnsafePickleError as error:
+            raise CorruptArtifactError(f"{path} was not loaded: {error}; re-materialize {asset!r} to rewrite it") from error
         except (ValueError, pickle.UnpicklingError, EOFError, UnicodeDecodeError, AttributeError) as error:
             raise CorruptArtifactError(
                 f"{path} is not a readable {self.format_name} artifact ({type(error).__name__}: {error}); "
-                f"re-materialize {context.asset_key.to_user_string()!r} to rewrite it"
+                f"re-materialize {asset!r} to rewrite it"
             ) from error
+
+    def verify(self, asset: str, path: UPath) -> None:
+        """Refuse an artifact whose content differs from what its asset recorded in metadata.json
+        (edited, truncated or replaced since); one without an entry loads as it is."""
+        entry = read_index(self._base_path).get(asset)
+        if entry is None or entry["path"] != asset_path(asset.split("/")[-1]):
+            return
+        if content_hash(path)[0] != entry["sha256"]:
+            raise ModifiedArtifactError(
+                f"{path} is not what {asset!r} wrote (its sha256 differs from the one in metadata.json): re-materialize {asset!r}; "
+                f"if you changed it on purpose, `sparse-assets accept {entry['path']}` records its current content"
+            )
 
     def write(self, value: Any, path: UPath) -> None:
         raise NotImplementedError
@@ -101,7 +128,7 @@ class PickleIOManager(_DatasetIOManager):
         atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
     def read(self, path: UPath) -> Any:
-        return pickle.loads(path.read_bytes())
+        return load_plain_pickle(path.read_bytes())
 
 
 class JsonIOManager(_DatasetIOManager):
@@ -139,6 +166,9 @@ class ModelFolderIOManager(_DatasetIOManager):
     def read(self, path: UPath) -> Path:
         if not path.is_dir():
             raise ValueError("not a folder")
+        pickled = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix in PICKLED_WEIGHT_SUFFIXES)
+        if pickled:
+            raise ValueError(f"it holds pickled files {pickled[:3]}, which can run code when loaded (model folders load from safetensors only)")
         if getattr(path, "protocol", "") in ("", "file", "local"):
             return Path(path)
         local = Path(tempfile.mkdtemp(prefix="sparse_assets_model_")) / path.name

@@ -11,8 +11,10 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
 import os
+import pickle
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -163,3 +165,36 @@ def forget_artifacts(root: UPath, subdir: str) -> list[str]:
         if gone:
             atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
     return gone
+
+
+# What a pickled artifact may name besides plain data (dict, list, tuple, set, str, bytes, int, float,
+# bool, None, which pickle encodes without naming a class): numpy arrays, their dtypes and scalars.
+SAFE_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+    }
+)
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    pass
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise UnsafePickleError(f"it names {module}.{name}, which is not plain data (only dicts, lists, numbers, strings and numpy arrays are loaded)")
+        return super().find_class(module, name)
+
+
+def load_plain_pickle(data: bytes):
+    """Unpickle `data` admitting only plain data and numpy arrays: a pickle that names any other class
+    or function (the way a crafted pickle runs code) raises UnsafePickleError before anything runs."""
+    return _PlainDataUnpickler(io.BytesIO(data)).load()

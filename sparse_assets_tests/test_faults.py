@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -224,29 +225,79 @@ def test_an_out_of_range_setting_fails_before_the_step_works_naming_field_and_bo
 
 
 def test_corrupt_json_artifact_names_the_file_and_the_asset_to_rematerialize(dataset, model_cache):
+    from sparse_assets.cli import main as cli
+
     root, before = dataset
     (root / "base_model/documents.json").write_bytes(b'[{"id": "d1", "title": ')
     corrupted = snapshot(root)
-    result = materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"])
-    message = failure_message(result)
-    assert "documents.json is not a readable JSON artifact" in message and "re-materialize 'documents'" in message
+    message = failure_message(materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"]))
+    assert "documents.json is not what 'documents' wrote" in message and "re-materialize 'documents'" in message
+    assert "sparse-assets accept base_model/documents.json" in message
     assert snapshot(root) == corrupted  # nothing else was rewritten, the corrupt file included
-    assert_intact(root, {**before, "base_model/documents.json": corrupted["base_model/documents.json"]},
-                  keys=BASE_ARTIFACTS - {"documents"})
+    # accepted by hand, the file is loaded, and its corruption named
+    assert cli(["--dataset", str(root), "accept", "base_model/documents.json"]) == 0
+    accepted = snapshot(root)
+    assert accepted.keys() == before.keys()
+    message = failure_message(materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"]))
+    assert "documents.json is not a readable JSON artifact" in message and "re-materialize 'documents'" in message
+    assert_intact(root, accepted, keys=BASE_ARTIFACTS - {"documents"})
+
+
+def test_a_valid_artifact_changed_behind_the_index_is_refused(dataset, model_cache):
+    """documents.json cut down by hand to 5 documents is valid JSON: without the hash check it would
+    silently give an IDF over 5 documents."""
+    root, _ = dataset
+    documents = json.loads((root / "base_model/documents.json").read_text(encoding="utf-8"))
+    (root / "base_model/documents.json").write_text(json.dumps(documents[:5], ensure_ascii=False), encoding="utf-8")
+    cut = snapshot(root)
+    result = materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"])
+    assert not result.success
+    assert "documents.json is not what 'documents' wrote" in failure_message(result)
+    assert snapshot(root) == cut
+    assert_intact(root, cut, keys=BASE_ARTIFACTS - {"documents"})
 
 
 def test_corrupt_pickle_artifact_names_the_file_and_the_asset_to_rematerialize(dataset, model_cache):
+    from sparse_assets.cli import main as cli
+
     root, before = dataset
     pickle_path = root / "base_model/idf_statistics.pkl"
     pickle_path.write_bytes(pickle_path.read_bytes()[: len(pickle_path.read_bytes()) // 2])
+    assert cli(["--dataset", str(root), "accept", "base_model/idf_statistics.pkl"]) == 0  # past the hash check
     corrupted = snapshot(root)
     defs = build_definitions(root, ["unused"], cache_dir=model_cache)
     result = dg.materialize([*base_assets, pairs_probe], resources=defs.resources, selection=[pairs_probe.key], raise_on_error=False)
     message = failure_message(result)
     assert "idf_statistics.pkl is not a readable pickle artifact" in message and "re-materialize 'idf_statistics'" in message
-    assert snapshot(root) == corrupted
-    assert_intact(root, {**before, "base_model/idf_statistics.pkl": corrupted["base_model/idf_statistics.pkl"]},
-                  keys=BASE_ARTIFACTS - {"idf_statistics"})
+    assert corrupted.keys() == before.keys()
+    assert_intact(root, corrupted, keys=BASE_ARTIFACTS - {"idf_statistics"})
+
+
+class _RunsCode:
+    """What a crafted pickle holds: unpickling it calls os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_pickle_is_refused_before_it_runs_code_even_with_a_matching_hash(dataset, tmp_path, model_cache):
+    """Someone who can write to the dataset root may rewrite metadata.json too (here: `accept`); the
+    pickle IO manager still admits only plain data."""
+    from sparse_assets.cli import main as cli
+
+    root, _ = dataset
+    marker = tmp_path / "code-ran"
+    (root / "base_model/qd_pairs_base.pkl").write_bytes(pickle.dumps([{"query": "x", "payload": _RunsCode(marker)}]))
+    assert cli(["--dataset", str(root), "accept", "base_model/qd_pairs_base.pkl"]) == 0
+    defs = build_definitions(root, ["unused"], cache_dir=model_cache)
+    result = dg.materialize([*base_assets, pairs_probe], resources=defs.resources, selection=[pairs_probe.key], raise_on_error=False)
+    message = failure_message(result)
+    assert "qd_pairs_base.pkl was not loaded: it names posix.system, which is not plain data" in message
+    assert "re-materialize 'qd_pairs_base'" in message
+    assert not marker.exists()
 
 
 def test_artifact_deleted_behind_the_index_shows_missing_and_names_what_to_rematerialize(dataset, model_cache, capsys):

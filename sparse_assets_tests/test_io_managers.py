@@ -14,7 +14,7 @@ import pytest
 from upath import UPath
 
 from sparse_assets.dataset_manager import DatasetManager
-from sparse_assets.io_managers import WithSidecars, io_managers
+from sparse_assets.io_managers import CorruptArtifactError, WithSidecars, io_managers
 from sparse_assets.storage import content_hash, read_index
 
 DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]
@@ -49,7 +49,7 @@ def model_source(tmp_path, monkeypatch):
     folder = tmp_path / "trained"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert"}')
-    (folder / "weights.bin").write_bytes(os.urandom(2048))
+    (folder / "model.safetensors").write_bytes(os.urandom(2048))
     monkeypatch.setenv("TEST_MODEL_SOURCE", str(folder))
     return folder
 
@@ -61,7 +61,7 @@ def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
     assert json.loads((root / "base_model/documents.json").read_text()) == DOCS
     assert pickle.loads((root / "base_model/idf_statistics.pkl").read_bytes()) == {5: 1.25, 7: 0.5}
     assert json.loads((root / "base_model/idf.json").read_text()) == {"▁본문": 1.25}
-    assert (root / "base_model/neural_sparse_v1_model/weights.bin").read_bytes() == (model_source / "weights.bin").read_bytes()
+    assert (root / "base_model/neural_sparse_v1_model/model.safetensors").read_bytes() == (model_source / "model.safetensors").read_bytes()
     assert pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())[0]["idf"] == 1.25
     index = read_index(UPath(root))
     assert set(index) == {"documents", "idf_statistics", "neural_sparse_v1_model", "qd_pairs_base"}
@@ -92,7 +92,18 @@ def test_a_handed_over_model_folder_is_removed_once_in_place_and_others_are_kept
                           resources=io_managers(str(root))).success
     assert not built.exists()  # the temp folder the asset built in is gone
     assert (root / "enhanced_model/neural_sparse_v2_model/config.json").exists()
-    assert (model_source / "weights.bin").exists()  # a folder the asset did not build is left alone
+    assert (model_source / "model.safetensors").exists()  # a folder the asset did not build is left alone
+
+
+def test_a_model_folder_holding_pickled_weights_is_refused(tmp_path, model_source):
+    """Loading a .bin / .pt checkpoint unpickles it, which can run code: model folders load from
+    safetensors only, even when metadata.json vouches for the folder."""
+    root = tmp_path / "dataset"
+    assert dg.materialize(ALL, resources=io_managers(str(root))).success
+    (root / "base_model/neural_sparse_v1_model/pytorch_model.bin").write_bytes(pickle.dumps({"weights": 1}))
+    DatasetManager(root).accept("base_model/neural_sparse_v1_model")
+    with pytest.raises(CorruptArtifactError, match=r"holds pickled files \['pytorch_model.bin'\].*safetensors only.*re-materialize 'neural_sparse_v1_model'"):
+        io_managers(str(root))["model_io_manager"].load_input(dg.build_input_context(asset_key=dg.AssetKey("neural_sparse_v1_model")))
 
 
 def test_the_same_managers_work_on_another_fsspec_filesystem(model_source):
