@@ -34,6 +34,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: install llm-env
+	@$(VENV)/bin/python -m sparse_assets.instance_upkeep
 	$(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job
 	@$(VENV)/bin/sparse-assets summary
 	@echo

@@ -448,3 +448,24 @@ def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_
         instance.dispose()
     assert not (root / "llm_generated").exists()
     assert_intact(root, before)
+
+
+def test_pool_slots_of_ended_runs_are_freed_before_a_run_and_running_ones_kept():
+    """A step that died without reporting left its gpu slot claimed after its run ended: the next
+    run's LLM and training steps would wait for it without end."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from sparse_assets.instance_upkeep import free_stale_pool_slots
+
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1, "granularity": "op"}}}) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("gpu", 2)
+        for run_id, status in [("ended-run", DagsterRunStatus.FAILURE), ("running-run", DagsterRunStatus.STARTED)]:
+            instance.add_run(DagsterRun(job_name="all_assets_job", run_id=run_id, status=status))
+            assert storage.claim_concurrency_slot("gpu", run_id, "synthetic_qd_pairs").is_claimed
+        assert storage.claim_concurrency_slot("gpu", "vanished-run", "teacher_scores").is_claimed is False  # queued
+        assert free_stale_pool_slots(instance) == [("gpu", "ended-run"), ("gpu", "vanished-run")]
+        info = storage.get_concurrency_info("gpu")
+        assert [slot.run_id for slot in info.claimed_slots] == ["running-run"]
+        assert not [step for step in info.pending_steps if step.run_id != "running-run"]
+        assert free_stale_pool_slots(instance) == []
