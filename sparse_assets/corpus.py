@@ -192,12 +192,17 @@ def _read_parquet(path: Path) -> list[dict]:
 
 
 def _records_to_documents(records: Iterable, source: str) -> Iterator[Document]:
+    first_with_id: dict[str, int] = {}
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise CorpusError(
                 f"{source}: record {number} has no string 'text' field (keys: {sorted(record) if isinstance(record, dict) else type(record).__name__}); "
                 "each record needs 'text' and may have 'title', 'id', 'date'"
             )
+        if record.get("id") not in (None, ""):
+            earlier = first_with_id.setdefault(str(record["id"]), number)
+            if earlier != number:
+                raise CorpusError(f"{source}: records {earlier} and {number} have the same id {str(record['id'])!r}; ids must be unique (or left out)")
         doc = Document(id=str(record.get("id") or ""), title=str(record.get("title") or ""), text=record["text"], source=source)
         if record.get("date"):
             doc["date"] = str(record["date"])[:10]

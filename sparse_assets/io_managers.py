@@ -113,6 +113,13 @@ class _DatasetIOManager(dg.UPathIOManager):
                 f"{path} is not what {asset!r} wrote (its sha256 differs from the one in metadata.json): re-materialize {asset!r}; "
                 f"if you changed it on purpose, `sparse-assets accept {entry['path']}` records its current content"
             )
+        for relative, sha256 in entry.get("sidecars", {}).items():  # written with it: a torn write shows here
+            sidecar = self._base_path / relative
+            if not sidecar.exists() or content_hash(sidecar)[0] != sha256:
+                raise ModifiedArtifactError(
+                    f"{sidecar} does not belong with {path} (missing, or not what {asset!r} wrote with it; an interrupted write "
+                    f"leaves that): re-materialize {asset!r}"
+                )
 
     def write(self, value: Any, path: UPath) -> None:
         raise NotImplementedError

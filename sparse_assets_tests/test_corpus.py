@@ -76,6 +76,8 @@ def test_jsonl_and_parquet_records(tmp_path):
         ("wrong.json", json.dumps({"data": [{"title": "x"}]}).encode(), "not SQuAD format (missing 'paragraphs')"),
         ("other.json", json.dumps({"rows": []}).encode(), "neither SQuAD format"),
         ("records.jsonl", b'{"body": "no text field"}\n', "record 1 has no string 'text' field"),
+        ("ids.jsonl", '{"id": "a", "text": "가"}\n{"id": "b", "text": "나"}\n{"id": "a", "text": "다"}\n'.encode(),
+         "records 1 and 3 have the same id 'a'; ids must be unique (or left out)"),
         ("table.csv", b"a,b\n", "unsupported file type '.csv'"),
     ],
 )

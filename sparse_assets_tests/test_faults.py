@@ -145,8 +145,8 @@ def _korean_as_english(tmp: Path) -> str:
     "make_source, expected",
     [
         pytest.param(lambda tmp: _write(tmp / "empty.json", b'{"version": "1", "data": []}'),
-                     ["no documents left after filtering 0 passages", "empty.json"], id="empty-corpus"),
-        pytest.param(lambda tmp: _write(tmp / "empty.jsonl", b""), ["no documents left after filtering 0 passages"], id="empty-jsonl"),
+                     ["empty.json holds no passages (an empty file?): fix it or remove it from the corpus sources"], id="empty-corpus"),
+        pytest.param(lambda tmp: _write(tmp / "empty.jsonl", b""), ["empty.jsonl holds no passages", "CORPUS="], id="empty-jsonl"),
         pytest.param(lambda tmp: _write(tmp / "cp949.json", json.dumps({"data": [{"title": "제목", "paragraphs": []}]},
                                                                           ensure_ascii=False).encode("cp949")),
                      ["is not UTF-8", "cp949.json"], id="non-utf8"),
@@ -271,6 +271,19 @@ def test_corrupt_pickle_artifact_names_the_file_and_the_asset_to_rematerialize(d
     assert "idf_statistics.pkl is not a readable pickle artifact" in message and "re-materialize 'idf_statistics'" in message
     assert corrupted.keys() == before.keys()
     assert_intact(root, corrupted, keys=BASE_ARTIFACTS - {"idf_statistics"})
+
+
+def test_a_torn_write_of_a_file_and_its_sidecar_is_refused(dataset, model_cache):
+    """A kill between the sidecar and the file it belongs with leaves idf.json of a new corpus beside
+    the old idf_statistics.pkl: loading names it instead of using a mismatched pair."""
+    root, _ = dataset
+    (root / "base_model/idf.json").write_text(json.dumps({"▁다른": 1.0}), encoding="utf-8")
+    torn = snapshot(root)
+    defs = build_definitions(root, ["unused"], cache_dir=model_cache)
+    result = dg.materialize([*base_assets, pairs_probe], resources=defs.resources, selection=[pairs_probe.key], raise_on_error=False)
+    message = failure_message(result)
+    assert "idf.json does not belong with" in message and "idf_statistics.pkl" in message and "re-materialize 'idf_statistics'" in message
+    assert snapshot(root) == torn
 
 
 class _RunsCode:

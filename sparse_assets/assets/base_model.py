@@ -60,6 +60,8 @@ def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus
     raw = corpus.RawCorpus()
     for source in corpus_sources.sources:
         loaded = corpus.load_source(source)
+        if not loaded.documents:
+            raise dg.Failure(f"{source} holds no passages (an empty file?): fix it or remove it from the corpus sources (CORPUS=...)")
         dropped = f" (not evaluated: {dict(loaded.dropped_questions)})" if loaded.dropped_questions else ""
         context.log.info(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions{dropped}")
         raw.extend(loaded)
