@@ -16,6 +16,7 @@ ValueErrors) with the file and what to do; the CLI prints it and exits 2.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -43,6 +44,9 @@ def _evaluate(args) -> int:
     data = read_beir(args.corpus, args.queries, args.qrels)
     corpus, qrels = data.documents, data.qrels
     records = [{"id": q, "query": data.queries[q]} for q in qrels]
+    unlabelled = len(set(data.queries) - set(qrels))
+    if unlabelled:
+        print(f"note: {unlabelled} of {len(data.queries)} queries have no relevance labels in {args.qrels} and are not scored", file=sys.stderr)
     from sparse_assets.sparse_model import document_text
 
     ids, texts = [d["id"] for d in corpus], [document_text(d) for d in corpus]
@@ -59,7 +63,15 @@ def _evaluate(args) -> int:
     print(format_table(rows))
     idf = "this corpus (re-fitted)" if refit else "the model's own idf.json"
     print(f"{len(records)} queries over {len(corpus)} documents; query IDF and length pivot from {idf}")
-    result = {"rows": rows, "model": str(model), "corpus": str(args.corpus), "queries": len(records), "documents": len(corpus), "query_idf": idf}
+    result = {
+        "rows": rows,
+        "model": str(model),
+        "corpus": str(args.corpus),
+        "queries": len(records),
+        "unlabelled_queries": unlabelled,
+        "documents": len(corpus),
+        "query_idf": idf,
+    }
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))
     return 0

@@ -196,6 +196,8 @@ def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
 def io_managers(base_path: str) -> dict[str, dg.IOManager]:
     """The three IO managers over one dataset root, under the keys the assets use."""
     root = UPath(base_path)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the dataset root {root} is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder (a missing one is created)")
     return {
         "pickle_io_manager": PickleIOManager(base_path=root),
         "json_io_manager": JsonIOManager(base_path=root),

@@ -50,6 +50,29 @@ def test_evaluate_writes_rows(tiny, beir, tmp_path, capsys):
     assert result["rows"][2]["recall@100"] > 0.9 and result["queries"] == 40
 
 
+def test_evaluate_says_which_queries_it_could_not_score(tiny, beir, tmp_path, capsys):
+    """Queries without relevance labels are left out, and it says so (a blank query is an input error)."""
+    lines = (beir / "qrels.tsv").read_text().splitlines()
+    (beir / "qrels.tsv").write_text("\n".join(lines[:11]) + "\n")  # labels for 10 of the 40 queries
+    out = tmp_path / "results.json"
+    args = ["evaluate", "--model", str(tiny[0]), "--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl"),
+            "--qrels", str(beir / "qrels.tsv"), "--output", str(out)]
+    assert main(args) == 0
+    assert "30 of 40 queries have no relevance labels" in capsys.readouterr().err
+    assert (json.loads(out.read_text())["queries"], json.loads(out.read_text())["unlabelled_queries"]) == (10, 30)
+    (beir / "queries.jsonl").write_text('{"_id": "q-blank", "text": "  "}\n', encoding="utf-8")
+    assert main(args) == 2
+    assert "no query 'text' (a non-empty string)" in capsys.readouterr().err
+
+
+def test_export_to_a_folder_that_cannot_be_written_is_one_line(tiny, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.write_text("a file where the export folder should go")
+    assert main(["export", "--model", str(tiny[0]), "--out", str(locked / "os")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and str(locked) in err
+
+
 def test_search_prints_terms(tiny, beir, capsys):
     assert main(["search", "--model", str(tiny[0]), "--corpus", str(beir / "corpus.jsonl"), "-k", "3", "대한민국 애국가"]) == 0
     printed = capsys.readouterr().out

@@ -166,3 +166,12 @@ def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_sou
     assert after == before
     # and the artifacts still load through the IO managers
     assert dg.materialize(ALL, resources=io_managers(str(root)), selection=[qd_pairs_base.key]).success
+
+
+def test_a_dataset_root_that_is_a_file_is_refused_before_any_step_runs(tmp_path):
+    from sparse_assets.definitions import build_definitions
+
+    root = tmp_path / "dataset"
+    root.write_text("not a folder")
+    with pytest.raises(ValueError, match="is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder"):
+        build_definitions(str(root), ["embedded"])
