@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import glob
 import hashlib
 import io
 import json
 import os
 import pickle
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,12 +33,44 @@ def _is_local(path: UPath) -> bool:
 
 
 def _temp_sibling(path: UPath) -> UPath:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """A hidden sibling named after the writer (host and process id), so that what a killed writer
+    left behind can be told from what a live one is writing."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_abandoned_temps(path: UPath) -> list[str]:
+    """Delete the temp siblings of `path` that a writer on this host left when it was killed (its
+    process is gone); a live writer's and another host's are kept. Returns the names removed."""
+    if not _is_local(path) or not path.parent.exists():
+        return []
+    removed = []
+    prefix = f".{path.name}.{socket.gethostname()}-"
+    for temp in Path(path.parent).glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = temp.name[len(prefix) :].split("-", 1)[0] if temp.name.startswith(prefix) else ""
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if temp.is_dir():  # a model folder's staging copy
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
+            removed.append(temp.name)
+    return removed
 
 
 def atomic_write_bytes(path: UPath, data: bytes) -> None:
-    """Write `data` to `path` through a temporary sibling and a rename."""
+    """Write `data` to `path` through a temporary sibling and a rename (first removing the temps a
+    killed writer left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temps(path)
     tmp = _temp_sibling(path)
     if _is_local(path):
         with open(tmp, "wb") as handle:
@@ -69,6 +103,7 @@ def atomic_replace_folder(source: Path, target: UPath) -> None:
     if not source.is_dir():
         raise FileNotFoundError(f"model folder {source} does not exist or is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temps(target)
     staging = _temp_sibling(target)
     if _is_local(target):
         shutil.copytree(source, staging)

@@ -166,6 +166,11 @@ def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_sou
     assert after == before
     # and the artifacts still load through the IO managers
     assert dg.materialize(ALL, resources=io_managers(str(root)), selection=[qd_pairs_base.key]).success
+    # what the killed writer left is removed by the next write of the same artifact, not before
+    leftovers = [p.name for p in root.rglob("*.tmp")]
+    assert len(leftovers) == 1 and f"-{process.pid}-" in leftovers[0]
+    assert dg.materialize(ALL, resources=io_managers(str(root))).success
+    assert not list(root.rglob("*.tmp"))
 
 
 def test_a_dataset_root_that_is_a_file_is_refused_before_any_step_runs(tmp_path):
@@ -175,3 +180,18 @@ def test_a_dataset_root_that_is_a_file_is_refused_before_any_step_runs(tmp_path)
     root.write_text("not a folder")
     with pytest.raises(ValueError, match="is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder"):
         build_definitions(str(root), ["embedded"])
+
+
+def test_a_live_writers_temp_and_another_hosts_are_kept(tmp_path):
+    import socket
+
+    from sparse_assets.storage import remove_abandoned_temps
+
+    target = tmp_path / "base_model/documents.json"
+    target.parent.mkdir()
+    live = target.with_name(f".documents.json.{socket.gethostname()}-{os.getpid()}-0123abcd.tmp")
+    other_host = target.with_name(".documents.json.another-host-1-0123abcd.tmp")
+    for temp in (live, other_host):
+        temp.write_text("being written")
+    assert remove_abandoned_temps(UPath(target)) == []
+    assert live.exists() and other_host.exists()
