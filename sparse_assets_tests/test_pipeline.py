@@ -15,6 +15,7 @@ from sparse_assets.assets.enhanced_model import enhanced_assets, enhanced_checks
 from sparse_assets.assets.llm_generated import llm_assets, llm_checks
 from sparse_assets.definitions import build_definitions
 from sparse_assets.resources import LLMResource
+from sparse_assets.sparse_model import SparseTrainingSettings
 from sparse_assets_tests.conftest import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI
 
@@ -112,7 +113,8 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     ablation = report["differences"]["v2 - v2 without LLM data (what the LLM's pairs add)"]
     assert ablation["mean_difference"] == pytest.approx(systems["v2"]["ndcg@10"] - systems["v2_without_llm"]["ndcg@10"], abs=1e-9)
     v2_config = json.loads((pipeline.root / "enhanced_model/neural_sparse_v2_model/training_report.json").read_text())["config"]
-    assert v2_config["warm_start"]  # v2 continues v1
+    assert v2_config["warm_start"]  # v2 continues v1, gently: a third of the steps at a quarter of the learning rate
+    assert v2_config["steps"] <= 20 and v2_config["learning_rate"] == pytest.approx(0.25 * SparseTrainingSettings().learning_rate)
     assert (pipeline.root / "enhanced_model/evaluation/performance_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert pipeline.stale() == set()
 

@@ -68,13 +68,23 @@ def loss_curve_png(steps: list[int], losses: list[float], path: Path) -> Path | 
 
 
 def train_model_asset(
-    context, config: dg.Config, documents, pairs, idf_statistics, base_folder: Path, teacher: dict, cache_dir: str, warm_start: Path | None = None
+    context,
+    config: dg.Config,
+    documents,
+    pairs,
+    idf_statistics,
+    base_folder: Path,
+    teacher: dict,
+    cache_dir: str,
+    warm_start: Path | None = None,
+    overrides: dict | None = None,
 ) -> tuple[Path, dict]:
     """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager copies
     the folder into place and removes the temp folder; the blocking checks read `training_report.json`
     / `validation` from it. `teacher`: (query, positive_id) -> teacher record for every pair;
-    `cache_dir` keeps the frozen encoder's token states between runs."""
-    settings = training_settings(config, hidden_cache_dir=config.hidden_cache_dir or cache_dir)
+    `cache_dir` keeps the frozen encoder's token states between runs; `overrides` replace settings of
+    `config` (a warm start's shorter, gentler schedule)."""
+    settings = training_settings(config, hidden_cache_dir=config.hidden_cache_dir or cache_dir, **(overrides or {}))
     idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
     out = handover_folder()
 
