@@ -1,4 +1,5 @@
 # sparse_assets: `make run` materializes every asset, `make test` runs the tests (both set up what they need).
+SHELL       := /bin/bash
 PYTHON      ?= python3.11
 VENV        := .venv
 LLM_VENV    := .venv-llm
@@ -33,14 +34,23 @@ $(LLM_VENV)/.installed: constraints-llm.txt
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# One line per asset step (sparse_assets/run_output.py); VERBOSE=1 prints every Dagster event and
+# vLLM's own log as well. The event log and the UI keep the full detail either way. Dagster's step
+# workers announce themselves on stderr before the run's loggers exist: that line is dropped here.
 run: install llm-env
 	@$(VENV)/bin/python -m sparse_assets.instance_upkeep
-	$(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job
+	@if [ -n "$(VERBOSE)" ]; then \
+	  $(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job; \
+	else \
+	  VLLM_LOGGING_LEVEL=ERROR PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
+	  $(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job -c sparse_assets/run_output.yaml \
+	    2> >(grep --line-buffered -v ' - STEP_WORKER_STARTED - ' >&2); \
+	fi
 	@$(VENV)/bin/sparse-assets summary
 	@echo
-	@cat dataset/enhanced_model/evaluation/performance_comparison.md 2>/dev/null || true
+	@cat "$${SPARSE_ASSETS_DATASET:-dataset}/enhanced_model/evaluation/performance_comparison.md" 2>/dev/null || true
 	@echo
-	@echo "Results: $(CURDIR)/dataset (index: dataset/metadata.json). Runs are recorded in $(DAGSTER_HOME)."
+	@echo "Results: $${SPARSE_ASSETS_DATASET:-$(CURDIR)/dataset} (index: metadata.json there). Runs are recorded in $(DAGSTER_HOME)."
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(PORT)"
 
 test: install llm-env browser

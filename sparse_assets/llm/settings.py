@@ -102,6 +102,7 @@ class EngineSettings:
             "enable_prefix_caching": self.enable_prefix_caching,
             "seed": self.seed,
             "tensor_parallel_size": self.tensor_parallel_size,
+            "use_tqdm_on_load": False,  # the worker logs its own progress; a loading bar only adds lines
         }
         if self.accelerator == "cuda":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ if __package__ in (None, ""):  # run as a file path: make `sparse_assets` import
 
 from sparse_assets.llm.prompts import fewshot_prompt, query_messages
 from sparse_assets.llm.settings import EngineSettings, SamplingSettings
+
+# vLLM's own use of deprecated torch names: nothing a user of this project can act on
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
 
 EXIT_CANCELLED = 130
 _ABORT_ENV = "SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES"  # tests: die hard mid-run
