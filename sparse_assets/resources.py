@@ -17,7 +17,7 @@ class CorpusSources(dg.ConfigurableResource):
     """Where documents come from: any mix of `embedded`, SQuAD/JSON/JSONL/Parquet files and
     `hf:<dataset id>` (see sparse_assets/corpus.py)."""
 
-    sources: list[str] = [EMBEDDED]
+    sources: list[str] = [EMBEDDED]  # noqa: RUF012 (a pydantic field: each resource gets its own copy)
 
 
 class BaseEncoder(dg.ConfigurableResource):

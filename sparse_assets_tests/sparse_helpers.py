@@ -60,7 +60,7 @@ _TRAINED: dict[str, tuple] = {}
 def tiny_settings(**overrides):
     from sparse_assets.sparse_model import SparseTrainingSettings
 
-    values = dict(steps=12, batch_size=8, layers=2, max_length=128, validation_fraction=0.2, seed=5)
+    values = {"steps": 12, "batch_size": 8, "layers": 2, "max_length": 128, "validation_fraction": 0.2, "seed": 5}
     values.update(overrides)
     return SparseTrainingSettings(**values)
 

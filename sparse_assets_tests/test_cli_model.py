@@ -22,11 +22,9 @@ def beir(tmp_path):
     folder = tmp_path / "beir"
     folder.mkdir()
     with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
-        for d in docs:
-            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}, ensure_ascii=False) + "\n" for d in docs)
     with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
-        for q in queries:
-            f.write(json.dumps({"_id": q["id"], "text": q["query"]}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps({"_id": q["id"], "text": q["query"]}, ensure_ascii=False) + "\n" for q in queries)
     (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q['id']}\t{q['positive_id']}\t1\n" for q in queries))
     return folder
 

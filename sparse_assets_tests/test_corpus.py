@@ -23,7 +23,7 @@ def test_korquad_dev_loads_every_paragraph_and_question():
 
 
 def test_embedded_default_is_korean_text_from_installed_packages():
-    docs, report = clean_documents(load_source("embedded").documents, CorpusFilter())
+    docs, _report = clean_documents(load_source("embedded").documents, CorpusFilter())
     assert len(docs) > 150
     assert {d["source"] for d in docs} == {"embedded:kolaw", "embedded:kobill"}
     assert min(hangul_ratio(d["text"]) for d in docs) >= 0.2

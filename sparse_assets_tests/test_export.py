@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -28,12 +29,12 @@ def test_export_packages_and_torchscript_parity(tiny, tmp_path):
     assert sorted(zipfile.ZipFile(enc["zip"]).namelist()) == ["ko-sparse.pt", "tokenizer.json"]
     assert sorted(zipfile.ZipFile(tok_pkg["zip"]).namelist()) == ["idf.json", "tokenizer.json"]
     for info in (enc, tok_pkg):
-        register = json.loads(open(info["json"]).read())
-        data = open(info["zip"], "rb").read()
+        register = json.loads(Path(info["json"]).read_text())
+        data = Path(info["zip"]).read_bytes()
         assert register["model_content_hash_value"] == hashlib.sha256(data).hexdigest() == info["sha256"]
         assert register["model_content_size_in_bytes"] == len(data)
         assert register["model_format"] == "TORCH_SCRIPT"
-    assert json.loads(open(enc["json"]).read())["function_name"] == "SPARSE_ENCODING"
+    assert json.loads(Path(enc["json"]).read_text())["function_name"] == "SPARSE_ENCODING"
 
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(enc["zip"]).extractall(unpacked)

@@ -65,7 +65,7 @@ def test_cancel_ends_the_worker_and_the_vllm_engine(tmp_path):
         assert workers and "non-default args" in log.read_text(errors="replace"), f"vLLM never started:\n{log.read_text()[-3000:]}"
         everything = workers + [c for w in workers for c in w.children(recursive=True)]  # engine processes, if any
         process.send_signal(signal.SIGINT)
-        gone, alive = psutil.wait_procs(everything, timeout=40)
+        _gone, alive = psutil.wait_procs(everything, timeout=40)
         assert not alive, f"still running after cancel: {[p.cmdline()[:3] for p in alive]}"
         process.wait(timeout=60)
     finally:

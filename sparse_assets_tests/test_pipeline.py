@@ -22,7 +22,7 @@ from sparse_assets_tests.llm_fakes import FakeOpenAI
 GRAPH = [*base_assets, *llm_assets, *enhanced_assets]
 ASSETS = [*GRAPH, *base_checks, *llm_checks, *enhanced_checks]
 # Tiny data: the quality check tolerates a small validation loss against IDF-only (collapse still fails it).
-TINY_TRAINING = dict(steps=60, batch_size=8, max_length=128, validation_fraction=0.2, seed=5, min_gain_over_idf_only=-0.15)
+TINY_TRAINING = {"steps": 60, "batch_size": 8, "max_length": 128, "validation_fraction": 0.2, "seed": 5, "min_gain_over_idf_only": -0.15}
 LLM_GROUP = {"synthetic_qd_pairs", "enhanced_synonyms"}
 ENHANCED_GROUP = {"neural_sparse_v2_model", "neural_sparse_v2_without_llm_model", "performance_comparison"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_index_search_equals_brute_force_dot_products():
 
 def test_idf_only_matrices():
     class Tok:
-        all_special_ids = [0]
+        all_special_ids: ClassVar[list[int]] = [0]
 
         def __call__(self, texts, add_special_tokens=False):
             return {"input_ids": [[int(c) for c in t.split()] for t in texts]}

@@ -140,7 +140,7 @@ def _eval_metadata(queries: list[dict], orphaned: int, raw: corpus.RawCorpus) ->
 
 
 class IdfConfig(dg.Config):
-    trend_keywords: list[str] = []
+    trend_keywords: list[str] = []  # noqa: RUF012 (a pydantic field: each config gets its own copy)
     keyword_boost: Annotated[float, Ge(1)] = 1.3
     recent_days: Annotated[int, Ge(1)] = 365
     growth_ratio: Annotated[float, Gt(1)] = 2.0
