@@ -25,28 +25,33 @@ class DatasetManager:
     def __init__(self, base_path: str | Path | None = None):
         self.base_path = Path(base_path if base_path is not None else dataset_root())
 
-    def artifacts(self) -> list[dict]:
-        """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
-        Status: ok, modified (hash differs from metadata.json), missing (indexed, not on disk),
-        untracked (on disk, not indexed)."""
+    def _index(self) -> dict[str, dict]:
+        """metadata.json's entries by relative path, sidecars (e.g. idf.json beside idf_statistics.pkl) included."""
         index = {}
         for entry in read_index(UPath(self.base_path)).values():
             index[entry["path"]] = entry
-            for path, sha256 in entry.get("sidecars", {}).items():  # e.g. idf.json beside idf_statistics.pkl
+            for path, sha256 in entry.get("sidecars", {}).items():
                 index[path] = {"asset_key": entry["asset_key"], "path": path, "sha256": sha256}
+        return index
+
+    def artifacts(self) -> list[dict]:
+        """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
+        Status: ok, modified (hash differs from metadata.json), missing (indexed, not on disk),
+        untracked (on disk, not indexed). Each artifact is read once."""
+        index = self._index()
         rows = []
         for relative in sorted(set(index) | set(self._on_disk())):
             path = self.base_path / relative
             entry = index.get(relative)
-            status = self._status(path, entry)
+            sha256, size = content_hash(UPath(path)) if path.exists() else (None, 0)
             rows.append(
                 {
                     "subdir": str(Path(relative).parent),
                     "name": Path(relative).name,
                     "asset": entry["asset_key"] if entry else "",
-                    "bytes": content_hash(UPath(path))[1] if path.exists() else 0,
+                    "bytes": size,
                     "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds") if path.exists() else "",
-                    "status": status,
+                    "status": _status(sha256, entry),
                 }
             )
         return rows
@@ -67,14 +72,6 @@ class DatasetManager:
                 found.append(str(relative))
         return found
 
-    @staticmethod
-    def _status(path: Path, entry: dict | None) -> str:
-        if not path.exists():
-            return "missing"
-        if entry is None:
-            return "untracked"
-        return "ok" if content_hash(UPath(path))[0] == entry["sha256"] else "modified"
-
     def print_summary(self) -> bool:
         """Print every artifact's row; True when none is missing or modified."""
         rows = self.artifacts()
@@ -91,11 +88,12 @@ class DatasetManager:
     def check_dependencies(self, dependencies: list[tuple[str, str]]) -> bool:
         """True when every (subdir, filename) exists and, where metadata.json records it, has the
         recorded content; prints each missing or modified one."""
-        status = {str(Path(row["subdir"]) / row["name"]): row["status"] for row in self.artifacts()}
+        index = self._index()
         bad = []
         for subdir, name in dependencies:
             relative = str(Path(subdir) / name)
-            found = "missing" if not self.check_data_exists(name, subdir) else status.get(relative, "ok")
+            path = self.base_path / relative
+            found = _status(content_hash(UPath(path))[0], index.get(relative)) if path.exists() else "missing"
             if found in ("missing", "modified"):
                 bad.append(relative)
                 print(f"{found}: {(self.base_path / relative).resolve()}")
@@ -133,3 +131,12 @@ class DatasetManager:
         forgotten = forget_artifacts(UPath(self.base_path), subdir)
         print(f"deleted {target} ({len(forgotten)} metadata entries removed)")
         return True
+
+
+def _status(sha256: str | None, entry: dict | None) -> str:
+    """missing (no content), untracked (no metadata.json entry), ok or modified (the recorded hash)."""
+    if sha256 is None:
+        return "missing"
+    if entry is None:
+        return "untracked"
+    return "ok" if sha256 == entry["sha256"] else "modified"
