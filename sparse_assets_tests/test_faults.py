@@ -381,6 +381,15 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL
     assert_intact(root, before)
+    # the killed run no longer shows as running once `make run`'s upkeep has looked at it
+    from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED
+        assert fail_runs_whose_process_ended(instance) == [run.run_id]
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert fail_runs_whose_process_ended(instance) == []
     # the dataset summary still reports everything as ok (the temp file is not an artifact)
     status = {row["name"]: row["status"] for row in DatasetManager(root).artifacts()}
     assert {name: s for name, s in status.items() if s != "ok"} == {}  # sidecars (idf.json) are indexed too
@@ -482,3 +491,12 @@ def test_pool_slots_of_ended_runs_are_freed_before_a_run_and_running_ones_kept()
         assert [slot.run_id for slot in info.claimed_slots] == ["running-run"]
         assert not [step for step in info.pending_steps if step.run_id != "running-run"]
         assert free_stale_pool_slots(instance) == []
+        # the running run's process is this one: upkeep leaves it running
+        from dagster._core.events import DagsterEvent
+
+        from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+
+        started = DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value, job_name="all_assets_job", pid=os.getpid())
+        instance.report_dagster_event(started, run_id="running-run")
+        assert fail_runs_whose_process_ended(instance) == []
+        assert instance.get_run_by_id("running-run").status == DagsterRunStatus.STARTED
