@@ -24,16 +24,15 @@ GROUP = "base_model"
 DEFAULT_MUSE = PROJECT_ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"
 
 
-class DocumentsConfig(dg.Config):
-    """Cleaning (sparse_assets.corpus.CorpusFilter) and, for a corpus without human questions, how many
-    pseudo-queries are held out for evaluation."""
-
-    min_chars: Annotated[int, Ge(1)] = 40
-    max_chars: Annotated[int, Ge(100)] = 4000
-    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.2
-    eval_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2
-    max_pseudo_eval_queries: Annotated[int, Ge(1)] = 300
-    seed: Annotated[int, Ge(0)] = 13
+DocumentsConfig = config_from_settings(
+    "DocumentsConfig",
+    corpus.CorpusFilter,
+    "Cleaning (sparse_assets.corpus.CorpusFilter) and, for a corpus without human questions, how many "
+    "pseudo-queries are held out for evaluation.",
+    eval_fraction=(Annotated[float, Gt(0), Lt(1)], 0.2),
+    max_pseudo_eval_queries=(Annotated[int, Ge(1)], 300),
+    seed=(Annotated[int, Ge(0)], 13),
+)
 
 
 @dg.multi_asset(
