@@ -15,6 +15,7 @@ Run: ``<.venv-llm>/bin/python -m sparse_assets.llm.worker`` with cwd = the repos
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -29,8 +30,11 @@ if __package__ in (None, ""):  # run as a file path: make `sparse_assets` import
 from sparse_assets.llm.prompts import fewshot_prompt, query_messages
 from sparse_assets.llm.settings import EngineSettings, SamplingSettings
 
-# vLLM's own use of deprecated torch names: nothing a user of this project can act on
+# Expected on this project's machines, nothing a user can act on: vLLM's own use of deprecated torch
+# names, and its note that the CPU build's Triton has no CPU backend (printed before vLLM sets up its
+# logging, so VLLM_LOGGING_LEVEL does not reach it)
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
+logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
 
 EXIT_CANCELLED = 130
 _ABORT_ENV = "SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES"  # tests: die hard mid-run
