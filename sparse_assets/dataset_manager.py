@@ -96,7 +96,7 @@ class DatasetManager:
             found = _status(content_hash(UPath(path))[0], index.get(relative)) if path.exists() else "missing"
             if found in ("missing", "modified"):
                 bad.append(relative)
-                print(f"{found}: {(self.base_path / relative).resolve()}")
+                print(f"{found}: {path.resolve()}")
         return not bad
 
     def accept(self, relative: str) -> dict:

@@ -10,6 +10,7 @@ hand when the step ends.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -111,11 +112,10 @@ def quiet_expected_warnings() -> None:
     - sentence-transformers' Router notes that the query and document routes differ in embedding
       dimension and max length (the inference-free query side has no transformer: by design);
     - Dagster's beta / preview notes on the APIs used here (`data_version`, Pipes message readers).
-    Errors still print."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    Errors still print. transformers is told through its environment variables (read when it is
+    first imported, so this costs no import at start-up; a value the user set wins)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("sentence_transformers.base.modules.router").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=dg.BetaWarning, message="Parameter `data_version`")
     warnings.filterwarnings("ignore", category=dg.PreviewWarning, message="Function `PipesMessageReader")
