@@ -7,9 +7,11 @@ They are `UPathIOManager`s, so the root may be a local folder or any fsspec URL 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pickle
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +21,15 @@ import dagster as dg
 from upath import UPath
 
 from sparse_assets.layout import asset_path
+from sparse_assets.resources import LLMCompletionStore
 from sparse_assets.storage import (
+    DatasetBusyError,
     UnsafePickleError,
     atomic_replace_folder,
     atomic_write_any,
     atomic_write_bytes,
     atomic_write_json,
+    claim_dataset_root,
     content_hash,
     load_plain_pickle,
     read_index,
@@ -67,7 +72,23 @@ class _DatasetIOManager(dg.UPathIOManager):
     def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         return UPath(asset_path(context.asset_key.path[-1]))
 
+    def claim(self, context: dg.InputContext | dg.OutputContext) -> None:
+        """One run at a time per dataset root (`storage.claim_dataset_root`): a second run fails at its
+        first read or write, naming the run that holds the root. Outside a run (a context built by
+        hand) there is nothing to claim."""
+        try:
+            step = context.step_context
+        except dg.DagsterInvariantViolationError:
+            return
+        home = None if step.instance.is_ephemeral else str(step.instance.root_directory)
+        try:
+            claim_dataset_root(self._base_path, {"run_id": step.run_id, "instance": home},
+                               lambda holder: holder_is_running(step.instance, holder))
+        except DatasetBusyError as error:
+            raise dg.Failure(description=str(error)) from None
+
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        self.claim(context)
         value, sidecars = (obj.value, obj.sidecars) if isinstance(obj, WithSidecars) else (obj, {})
         for name, sidecar in sidecars.items():
             atomic_write_any(path.parent / name, sidecar)
@@ -85,6 +106,7 @@ class _DatasetIOManager(dg.UPathIOManager):
         )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        self.claim(context)
         if not path.exists():
             raise MissingArtifactError(
                 f"upstream artifact {context.asset_key.to_user_string()!r} is missing at {path}; "
@@ -183,6 +205,31 @@ class ModelFolderIOManager(_DatasetIOManager):
         return local
 
 
+REMOTE_LEASE_SECONDS = 3600  # a holder on another host counts as running for this long after its last claim
+
+
+def holder_is_running(instance: dg.DagsterInstance, holder: dict[str, Any]) -> bool:
+    """Is the run that holds a dataset root (its `.writer.json` record) still in progress? Asked of
+    its instance (this one, or the one at its DAGSTER_HOME on this host). A run on a throwaway
+    in-process instance (`dg.materialize` in a test or notebook) has no status to ask and holds
+    nothing once its call returns; one on another host holds the root for REMOTE_LEASE_SECONDS
+    after its last claim."""
+    home = holder.get("instance")
+    if home is None:
+        return False
+    if holder.get("host") != socket.gethostname():
+        claimed = dt.datetime.fromisoformat(holder["time"])
+        return (dt.datetime.now(dt.UTC) - claimed).total_seconds() < REMOTE_LEASE_SECONDS
+    if not instance.is_ephemeral and home == str(instance.root_directory):
+        run = instance.get_run_by_id(holder["run_id"])
+    elif Path(home, "dagster.yaml").exists() or Path(home, "history").is_dir():
+        with dg.DagsterInstance.from_config(home) as other:
+            run = other.get_run_by_id(holder["run_id"])
+    else:
+        return False
+    return run is not None and not run.is_finished
+
+
 def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
     """Counts and a sample table for lists of records and dicts."""
     if isinstance(value, list):
@@ -193,8 +240,9 @@ def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
     return {}
 
 
-def io_managers(base_path: str) -> dict[str, dg.IOManager]:
-    """The three IO managers over one dataset root, under the keys the assets use."""
+def io_managers(base_path: str) -> dict[str, dg.IOManager | LLMCompletionStore]:
+    """The three IO managers and the LLM step's completion store over one dataset root, under the
+    keys the assets use."""
     root = UPath(base_path)
     if root.exists() and not root.is_dir():
         raise ValueError(f"the dataset root {root} is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder (a missing one is created)")
@@ -202,4 +250,5 @@ def io_managers(base_path: str) -> dict[str, dg.IOManager]:
         "pickle_io_manager": PickleIOManager(base_path=root),
         "json_io_manager": JsonIOManager(base_path=root),
         "model_io_manager": ModelFolderIOManager(base_path=root),
+        "llm_store": LLMCompletionStore(root=str(root / "llm_generated" / "store")),
     }

@@ -102,3 +102,16 @@ class LLMResource(dg.ConfigurableResource):
             "concurrency": self.concurrency,
             "engine": self.engine().to_dict(),
         }
+
+
+class LLMCompletionStore(dg.ConfigurableResource):
+    """Where the LLM step keeps its completions for re-use (`sparse_assets.llm.store`): a folder or
+    fsspec URL, by default `llm_generated/store` under the dataset root."""
+
+    root: str
+
+    def for_settings(self, settings: dict):
+        from sparse_assets.llm.store import CompletionStore
+
+        return CompletionStore(self.root, settings)
+

@@ -19,7 +19,7 @@ import pickle
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,33 @@ def _index_lock(root: UPath) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+WRITER_FILE = ".writer.json"
+
+
+class DatasetBusyError(RuntimeError):
+    """Another run is reading and writing this dataset root."""
+
+
+def claim_dataset_root(root: UPath, claim: dict[str, Any], holder_is_active: Callable[[dict[str, Any]], bool]) -> None:
+    """Make the run of `claim` ({"run_id", ...}) the one run that reads and writes under `root`
+    (`.writer.json`: the claim, the host and the time), or raise DatasetBusyError naming the run
+    that holds it, when `holder_is_active(that holder's record)`."""
+    path = root / WRITER_FILE
+    with _index_lock(root):
+        try:
+            holder = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        except ValueError:
+            holder = None  # torn by a crash: nobody holds it
+        if holder and holder.get("run_id") != claim["run_id"] and holder_is_active(holder):
+            raise DatasetBusyError(
+                f"the dataset root {root} is in use by run {holder['run_id']} (host {holder.get('host')}, since "
+                f"{holder.get('time')}): two runs on one root would read each other's artifacts. Wait for that run "
+                f"to finish (or cancel it), or point SPARSE_ASSETS_DATASET at another folder; if that run is gone "
+                f"for good, delete {path}"
+            )
+        atomic_write_json(path, {**claim, "host": socket.gethostname(), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
 
 class CorruptIndexError(ValueError):

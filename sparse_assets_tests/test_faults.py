@@ -399,6 +399,43 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
     assert dg.materialize([*base_assets, pairs_probe], resources=defs.resources, selection=[pairs_probe.key]).success
 
 
+def test_a_second_run_on_a_dataset_root_in_use_fails_at_once_naming_the_first(dataset, tmp_path, model_cache):
+    """Run A (a real `dagster asset materialize`) is held mid-write; run B on the same root, same
+    instance, fails at its first write naming A, and writes nothing; once A is gone B goes through."""
+    from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+
+    root, before = dataset
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    marker = tmp_path / "mid-write"
+    home = dagster_home(tmp_path)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SPARSE_ASSETS_DATASET": str(root),
+           "SPARSE_ASSETS_CORPUS": str(korquad_slice(tmp_path / "a.json", articles=2, start=5)), "SPARSE_ASSETS_CACHE": str(model_cache),
+           "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "FAULT_FILE": "documents.json", "FAULT_MARKER": str(marker)}
+    log = tmp_path / "run_a.log"
+    process = start_materialize("documents,eval_queries", env, log)
+    other = korquad_slice(tmp_path / "b.json", articles=2, start=8)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        try:
+            deadline = time.time() + 120
+            while not marker.exists() and time.time() < deadline and process.poll() is None:
+                time.sleep(0.1)
+            assert marker.exists(), f"run A never reached its write:\n{log.read_text()[-3000:]}"
+            [run_a] = instance.get_runs()
+            result = materialize_base(root, [str(other)], model_cache, instance=instance)
+            message = failure_message(result)
+            assert f"in use by run {run_a.run_id}" in message and "SPARSE_ASSETS_DATASET" in message
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        assert_intact(root, before)
+        # A was killed: until the upkeep of `make run` marks it failed, it still holds the root
+        assert f"in use by run {run_a.run_id}" in failure_message(materialize_base(root, [str(other)], model_cache, instance=instance))
+        assert fail_runs_whose_process_ended(instance) == [run_a.run_id]
+        assert materialize_base(root, [str(other)], model_cache, instance=instance).success
+
+
 # ----------------------------------------------------------------------------- the LLM step
 
 
@@ -418,7 +455,10 @@ def test_an_llm_that_returns_junk_for_every_document(dataset, model_cache):
     message = failure_message(result)
     assert "the LLM produced no usable query: 0 of 9 completions for 3 documents" in message
     assert "dropped per reason" in message
-    assert not (root / "llm_generated").exists()
+    # only the completion store was written (the LLM's answers, kept so the same settings never ask again)
+    assert [p.name for p in (root / "llm_generated").iterdir()] == ["store"]
+    assert len(list((root / "llm_generated" / "store").glob("*/*/*.json"))) == 3
+    shutil.rmtree(root / "llm_generated")
     assert_intact(root, before)
 
 

@@ -3,6 +3,7 @@ OpenAI-compatible server: fast (no vLLM), and every fault path names its cause."
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -19,18 +20,30 @@ pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environ
 KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
 
 
-def five_documents() -> list[dict]:
-    """The first paragraph of five different KorQuAD dev articles."""
+def korquad_documents(count: int) -> list[dict]:
+    """The first paragraph of `count` different KorQuAD dev articles."""
     data = json.loads(KORQUAD.read_text(encoding="utf-8"))
     return [
         {"id": f"kq{i}", "title": a["title"], "text": a["paragraphs"][0]["context"], "source": "korquad"}
-        for i, a in enumerate(data["data"][:5])
+        for i, a in enumerate(data["data"][:count])
     ]
 
 
-@dg.asset(name="documents")
-def documents_stub() -> list[dict]:
-    return five_documents()
+def five_documents() -> list[dict]:
+    return korquad_documents(5)
+
+
+def documents_asset(docs: list[dict]) -> dg.AssetsDefinition:
+    """A `documents` asset that returns `docs`."""
+
+    @dg.asset(name="documents")
+    def documents_stub() -> list[dict]:
+        return docs
+
+    return documents_stub
+
+
+documents_stub = documents_asset(five_documents())
 
 
 @dg.asset(name="bilingual_synonyms")
@@ -38,10 +51,11 @@ def synonyms_stub() -> dict[str, list[str]]:
     return {"경찰": ["police", "banana"], "대통령": ["president"]}
 
 
-def materialize(tmp_path, llm: LLMResource, env: dict | None = None, config: dict | None = None, assets=None):
+def materialize(tmp_path, llm: LLMResource, env: dict | None = None, config: dict | None = None, assets=None, instance=None):
     assets = assets or [documents_stub, synthetic_qd_pairs]
     return dg.materialize(
         assets,
+        instance=instance,
         resources={
             **io_managers(str(tmp_path / "dataset")),
             "llm": llm,
@@ -79,19 +93,22 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
     meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
     assert meta["documents_with_query"].value == 5
     assert meta["llm/prompts"].value == 5 and meta["llm/generated"].value == 15
+    assert meta["llm/generated_items"].value == 5 and meta["llm/from_store"].value == 0
     assert meta["accepted"].value + sum(meta["dropped_per_reason"].value.values()) == 15
     saved = artifact(tmp_path).read_bytes()
     digest = hashlib.sha256(saved).hexdigest()
 
+    # Each later case changes the sampling temperature: new LLM settings, so nothing comes from the store.
     # 2. junk for every document: fails with the reason counts; the earlier artifact is untouched
     with FakeOpenAI(lambda prompt, i: " lorem ipsum dolor sit amet") as server:
-        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url))
+        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url), config={"temperature": 0.5})
     message = failure_message(result)
     assert "no usable query" in message and "'not_korean': 15" in message
     assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
 
     # 3. nothing listens on the port: unreachable, named as such
-    result = materialize(tmp_path, LLMResource(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    result = materialize(tmp_path, LLMResource(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"),
+                         config={"temperature": 0.55})
     message = failure_message(result)
     assert "BackendUnreachable" in message and "unreachable" in message
 
@@ -99,13 +116,65 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
     result = materialize(tmp_path, LLMResource(backend="vllm", model=str(tmp_path / "no-such-model")))
     assert "ModelNotFound" in failure_message(result) and "does not exist" in failure_message(result)
 
-    # 5. the worker dies after its first batch (SIGKILL-like exit without an error report)
+    # 5. the worker dies after its first batch (SIGKILL-like exit without an error report): the two
+    # prompts it finished are kept, so the next run asks only for the other three
     with FakeOpenAI(good_question) as server:
         result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url, batch_size=2),
-                             env={"SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES": "1"})
+                             env={"SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES": "1"}, config={"temperature": 0.65})
     message = failure_message(result)
     assert "LLM worker died" in message and "after 2 of 5 prompts" in message
     assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
+    with FakeOpenAI(good_question) as server:
+        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url), config={"temperature": 0.65})
+        assert result.success and len(server.requests) == 3
+    meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
+    assert meta["llm/from_store"].value == 2 and meta["llm/generated_items"].value == 3
+
+
+def store_entries(tmp_path) -> list[Path]:
+    return sorted((tmp_path / "dataset" / "llm_generated" / "store").glob("*/*/*.json"))
+
+
+def test_store_generates_only_what_changed(tmp_path):
+    """Re-synthesis on a real Dagster instance: added documents are the only ones generated, removed
+    ones drop out, a corrupt store entry is generated again with a warning, new settings regenerate all."""
+    (tmp_path / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
+    docs = korquad_documents(6)
+    asked: list[str] = []
+    run_ids: list[str] = []
+
+    def run(documents, config=None):
+        asked.clear()
+        with FakeOpenAI(good_question) as server:
+            result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url), config=config,
+                                 assets=[documents_asset(documents), synthetic_qd_pairs], instance=instance)
+            asked.extend(last_title(r["prompt"]) for r in server.requests)
+        assert result.success
+        run_ids.append(result.run_id)
+        event = instance.get_latest_materialization_event(dg.AssetKey("synthetic_qd_pairs"))
+        meta = event.asset_materialization.metadata
+        return result.output_for_node("synthetic_qd_pairs"), meta["llm/from_store"].value, meta["llm/generated_items"].value
+
+    title = {d["id"]: d["title"].replace("_", " ") for d in docs}
+    pairs, reused, generated = run(docs[:5])
+    assert (reused, generated, len(store_entries(tmp_path))) == (0, 5, 5)
+    pairs, reused, generated = run(docs)  # one document added
+    assert (reused, generated) == (5, 1) and asked == [title["kq5"]]
+    assert {p["positive_id"] for p in pairs} == set(title)
+    pairs, reused, generated = run(docs[1:])  # one removed: it drops out, nothing is generated
+    assert (reused, generated, asked) == (5, 0, []) and "kq0" not in {p["positive_id"] for p in pairs}
+
+    victim = next(e for e in store_entries(tmp_path) if json.loads(e.read_text())["value"]["texts"][0].find(title["kq3"]) >= 0)
+    victim.write_text(victim.read_text().replace("알려져", "알려저"))  # edited behind the store's back
+    pairs, reused, generated = run(docs[1:])
+    assert (reused, generated, asked) == (4, 1, [title["kq3"]])
+    warnings = [e for e in instance.all_logs(run_ids[-1]) if e.level >= logging.WARNING]
+    assert any("LLM store entry unusable" in e.user_message and victim.name in e.user_message for e in warnings)
+    assert "알려저" not in victim.read_text()  # regenerated and kept again
+
+    pairs, reused, generated = run(docs[1:], config={"queries_per_document": 2})  # new LLM settings
+    assert (reused, generated) == (0, 5) and len(asked) == 5
 
 
 def test_missing_llm_environment_is_named(tmp_path):

@@ -9,7 +9,7 @@ from sparse_assets.io_managers import io_managers
 from sparse_assets.korean import hangul_ratio
 from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets_tests.llm_fakes import start_llm_materialization
-from sparse_assets_tests.test_llm_asset import documents_stub, five_documents
+from sparse_assets_tests.test_llm_asset import documents_asset, documents_stub, five_documents, korquad_documents
 
 pytestmark = [
     pytest.mark.llm,
@@ -42,6 +42,20 @@ def test_worker_generates_korean_queries_that_pass_the_filters(tmp_path):
     assert meta["llm/engine_start_s"].value > 1 and meta["llm/tokens_per_s"].value > 1
     assert meta["accepted"].value == len(pairs)
     assert meta["accepted"].value + sum(meta["dropped_per_reason"].value.values()) == 15
+
+    # re-synthesis after a document is added: the engine answers only for the new one
+    result = dg.materialize(
+        [documents_asset(korquad_documents(6)), synthetic_qd_pairs],
+        resources={
+            **io_managers(str(tmp_path / "dataset")),
+            "llm": LLMResource(backend="vllm"),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+        },
+        run_config={"ops": {"synthetic_qd_pairs": {"config": {"queries_per_document": 3}}}},
+    )
+    meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
+    assert meta["llm/from_store"].value == 5 and meta["llm/generated_items"].value == 1
+    assert meta["llm/prompts"].value == 1 and meta["llm/generated"].value == 3
 
 
 def test_cancel_ends_the_worker_and_the_vllm_engine(tmp_path):

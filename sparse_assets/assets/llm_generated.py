@@ -9,11 +9,13 @@ generated) raises with the cause; the IO manager writes only on success, so earl
 """
 
 
+import hashlib
 import json
 import shutil
 import statistics
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -26,9 +28,10 @@ from sparse_assets.llm import filters
 from sparse_assets.llm import synonyms as llm_synonyms
 from sparse_assets.llm.prompts import QUERIES_SCHEMA
 from sparse_assets.llm.settings import sampling_settings
+from sparse_assets.llm.store import CompletionStore, document_key, prompt_templates_version, request_key
 from sparse_assets.pairs import PseudoQuerySettings, document_bm25, mine_negatives
 from sparse_assets.records import QDPair
-from sparse_assets.resources import PROJECT_ROOT, LLMResource
+from sparse_assets.resources import PROJECT_ROOT, LLMCompletionStore, LLMResource
 from sparse_assets.tables import markdown_table
 
 GROUP = "llm_generated"
@@ -38,7 +41,7 @@ POOL = "gpu"
 class SyntheticQueriesConfig(dg.Config):
     """Generation, filter and negative-mining settings for `synthetic_qd_pairs`."""
 
-    max_documents: Annotated[int, Ge(0)] = 300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document)
+    max_documents: Annotated[int, Ge(0)] = 300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded sample that stays put when documents are added
     queries_per_document: Annotated[int, Ge(1)] = 3
     max_doc_chars: Annotated[int, Ge(50)] = 600  # the document is cut here in the prompt (CPU prefill time)
     temperature: Annotated[float, Ge(0)] | None = None  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
@@ -67,11 +70,16 @@ class EnhancedSynonymsConfig(dg.Config):
     accept_additions: bool | None = None  # add the LLM's proposed synonyms (else record them as proposals)
 
 
-def _spread(documents: list[dict], limit: int) -> list[dict]:
-    """At most `limit` documents (0: all), evenly spaced over the corpus so every source and article is sampled."""
+def _sample(documents: list[dict], limit: int, seed: int) -> list[dict]:
+    """At most `limit` documents (0: all), in corpus order: those whose content hashes (seeded) rank
+    lowest, a uniform sample over every source and article that keeps its members when documents
+    are added (a new document displaces an old one only if it ranks lower), so re-synthesis after a
+    corpus grows asks the LLM about few documents."""
     if limit <= 0 or len(documents) <= limit:
         return documents
-    return [documents[i * len(documents) // limit] for i in range(limit)]
+    rank = {d["id"]: hashlib.sha256(f"{seed}:{document_key(d)}".encode()).hexdigest() for d in documents}
+    chosen = set(sorted(rank, key=rank.__getitem__)[:limit])
+    return [d for d in documents if d["id"] in chosen]
 
 
 def run_llm_worker(
@@ -79,14 +87,19 @@ def run_llm_worker(
     llm: LLMResource,
     client: dg.PipesSubprocessClient,
     job: dict,
+    on_partial: Callable[[str, list[dict]], None] = lambda group, completions: None,
 ) -> tuple[dict, dict]:
-    """Run the worker on `job` through Pipes; (results by group, stats). Failures name their cause."""
+    """Run the worker on `job` through Pipes; (results by group, stats). Failures name their cause;
+    `on_partial(group, completions)` gets what a worker that died had finished, before the failure
+    is raised."""
     workdir = Path(tempfile.mkdtemp(prefix="sparse_assets_llm_"))
     try:
         result_file = workdir / "result.json"
         progress_file = workdir / "result.progress.json"
         error_file = workdir / "result.error.json"
-        job = {**llm.job_base(), **job, "result_file": str(result_file), "progress_file": str(progress_file)}
+        partial_file = workdir / "result.partial.jsonl"
+        job = {**llm.job_base(), **job, "result_file": str(result_file), "progress_file": str(progress_file),
+               "partial_file": str(partial_file)}
         job_file = workdir / "job.json"
         job_file.write_text(json.dumps(job, ensure_ascii=False))
         env = {**job["engine"]["env"], "SPARSE_ASSETS_CACHE": llm.cache_dir, "PYTHONPATH": str(PROJECT_ROOT)}
@@ -99,6 +112,8 @@ def run_llm_worker(
                 cwd=str(PROJECT_ROOT),
             )
         except (DagsterPipesExecutionError, FileNotFoundError) as exc:
+            for group, completions in _finished_batches(partial_file):
+                on_partial(group, completions)
             raise dg.Failure(description=_worker_failure(exc, error_file, progress_file)) from exc
         if not result_file.exists():
             raise dg.Failure(description=f"LLM worker exited without writing its result ({result_file})")
@@ -109,6 +124,63 @@ def run_llm_worker(
         return result["results"], stats
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finished_batches(partial_file: Path) -> list[tuple[str, list[dict]]]:
+    """(group, completions) of each batch the worker finished (a torn last line is left out)."""
+    if not partial_file.exists():
+        return []
+    batches = []
+    for line in partial_file.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        batches.append((record["group"], record["completions"]))
+    return batches
+
+
+def generate_with_store(
+    context: dg.AssetExecutionContext,
+    llm: LLMResource,
+    client: dg.PipesSubprocessClient,
+    groups: dict[str, tuple[CompletionStore, dict[str, str]]],
+    job: Callable[[dict[str, list[str]]], dict],
+) -> tuple[dict[str, dict[str, dict]], dict]:
+    """Completions of each worker group's items ({group: (its store, {request id: store key})}):
+    reused from the store where it has them, else generated by one worker run on `job({group:
+    missing ids})` and kept in the store as each batch finishes (also when the worker dies later).
+    A corrupt entry is generated again, with a warning. Returns ({group: {request id: completion}},
+    stats with `llm/from_store`, `llm/generated_items` and `llm/store_corrupt_entries`)."""
+    completions: dict[str, dict[str, dict]] = {}
+    missing: dict[str, list[str]] = {}
+    corrupt_entries = 0
+    for group, (store, items) in groups.items():
+        stored, corrupt = store.load(items.values())
+        for reason in corrupt.values():
+            context.log.warning(f"LLM store entry unusable, generating it again: {reason}")
+        corrupt_entries += len(corrupt)
+        completions[group] = {item_id: stored[key] for item_id, key in items.items() if key in stored}
+        missing[group] = [item_id for item_id, key in items.items() if key not in stored]
+    total = sum(len(items) for _, items in groups.values())
+    to_generate = sum(len(ids) for ids in missing.values())
+    context.log.info(f"LLM store: {total - to_generate} of {total} prompts answered before, {to_generate} to generate")
+
+    def keep(group: str, finished: list[dict]) -> None:
+        store, items = groups[group]
+        for completion in finished:
+            value = {k: completion[k] for k in ("texts", "finish_reasons", "generator") if k in completion}
+            store.save(items[completion["id"]], value)
+            completions[group][completion["id"]] = value
+
+    stats: dict = {}
+    if to_generate:
+        results, stats = run_llm_worker(context, llm, client, job(missing), on_partial=keep)
+        for group, finished in results.items():
+            keep(group, finished)
+    stats.update({"llm/from_store": total - to_generate, "llm/generated_items": to_generate,
+                  "llm/store_corrupt_entries": corrupt_entries})
+    return completions, stats
 
 
 def _worker_failure(exc: Exception, error_file: Path, progress_file: Path) -> str:
@@ -127,7 +199,8 @@ def _worker_failure(exc: Exception, error_file: Path, progress_file: Path) -> st
 def _speed_metadata(stats: dict) -> dict:
     keys = ("backend", "model", "accelerator", "prompt_style", "prompts", "generated", "prompt_tokens",
             "completion_tokens", "engine_start_s", "generation_s", "tokens_per_s", "total_tokens_per_s")
-    return {f"llm/{k}": stats[k] for k in keys if k in stats}
+    reuse = ("llm/from_store", "llm/generated_items", "llm/store_corrupt_entries")
+    return {**{f"llm/{k}": stats[k] for k in keys if k in stats}, **{k: stats[k] for k in reuse if k in stats}}
 
 
 @dg.asset(
@@ -142,6 +215,7 @@ def synthetic_qd_pairs(
     config: SyntheticQueriesConfig,
     documents: list[dict],
     llm: LLMResource,
+    llm_store: LLMCompletionStore,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.Output[list[dict]]:
     """LLM-synthesised Korean training queries, one record per accepted query:
@@ -150,7 +224,7 @@ def synthetic_qd_pairs(
     is kept only if it parses, has a sane length, is Korean, copies neither a few-shot example nor a
     long span of its document, is new, and finds its own document in BM25's top k (round-trip).
     Hard negatives are mined as for `qd_pairs_base` (BM25 top-k minus the positive, + random)."""
-    selected = _spread(documents, config.max_documents)
+    selected = _sample(documents, config.max_documents, config.seed)
     if not selected:
         raise dg.Failure(description="no documents to generate queries for")
     engine = llm.engine()
@@ -158,20 +232,28 @@ def synthetic_qd_pairs(
                                  max_tokens=config.max_tokens, json_schema=QUERIES_SCHEMA)
     context.log.info(f"LLM: {llm.backend} {engine.model} ({engine.accelerator}, {engine.prompt_style}) for "
                      f"{len(selected)} documents")
-    results, stats = run_llm_worker(
-        context, llm, pipes_subprocess_client,
-        {
+    store = llm_store.for_settings({
+        "task": "queries", "model": engine.model, "prompt_style": engine.prompt_style,
+        "prompt_templates": prompt_templates_version(), "sampling": sampling.to_dict(),
+        "queries_per_document": config.queries_per_document, "max_doc_chars": config.max_doc_chars,
+    })
+    by_id = {d["id"]: d for d in selected}
+    answered, stats = generate_with_store(
+        context, llm, pipes_subprocess_client, {"queries": (store, {d["id"]: document_key(d) for d in selected})},
+        lambda missing: {
             "task": "queries",
-            "documents": [{"id": d["id"], "title": d["title"], "text": d["text"]} for d in selected],
+            "documents": [{"id": i, "title": by_id[i]["title"], "text": by_id[i]["text"]} for i in missing["queries"]],
             "sampling": sampling.to_dict(),
             "queries_per_document": config.queries_per_document,
             "max_doc_chars": config.max_doc_chars,
         },
     )
+    completions = answered["queries"]
     generations = [
-        (c["id"], text, reason)
-        for c in results["queries"]
-        for text, reason in zip(c["texts"], c.get("finish_reasons") or [None] * len(c["texts"]))
+        (d["id"], text, reason)
+        for d in selected
+        for text, reason in zip(completions[d["id"]]["texts"],
+                                completions[d["id"]].get("finish_reasons") or [None] * len(completions[d["id"]]["texts"]))
     ]
     bm25 = document_bm25(documents)
     depth = max(config.roundtrip_k, config.bm25_depth)
@@ -204,10 +286,9 @@ def synthetic_qd_pairs(
         PseudoQuerySettings(hard_negatives=config.hard_negatives, random_negatives=config.random_negatives,
                             bm25_depth=config.bm25_depth, seed=config.seed),
     )
-    generator = f"{stats.get('backend', llm.backend)}:{stats.get('model', engine.model)}"
     pairs_out = [
         QDPair(query=c.query, positive_id=c.doc_id, negative_ids=negs, source=f"llm:{engine.prompt_style}",
-               generator=generator, filter_scores=c.scores)
+               generator=completions[c.doc_id].get("generator", f"{llm.backend}:{engine.model}"), filter_scores=c.scores)
         for c, negs in zip(report.accepted, negatives)
     ]
     per_doc = report.accepted_per_doc
@@ -258,6 +339,7 @@ def enhanced_synonyms(
     bilingual_synonyms: dict[str, list[str]],
     documents: list[dict],
     llm: LLMResource,
+    llm_store: LLMCompletionStore,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.Output[dict]:
     """`bilingual_synonyms` checked and extended by the LLM: {"synonyms": {korean: [english]},
@@ -276,7 +358,20 @@ def enhanced_synonyms(
     expand_terms = [t for t, _ in noun_counts.most_common(config.expand_terms)]
     engine = llm.engine()
     groups = llm_synonyms.build_groups(bilingual_synonyms, judge_terms, expand_terms, engine)
-    results, stats = run_llm_worker(context, llm, pipes_subprocess_client, {"task": "synonyms", "groups": groups})
+    stores = {
+        g["name"]: (
+            llm_store.for_settings({"task": "synonyms", "group": g["name"], "model": engine.model,
+                                    "prompt_style": engine.prompt_style, "sampling": g["sampling"]}),
+            {r["id"]: request_key(r) for r in g["requests"]},
+        )
+        for g in groups
+    }
+    answered, stats = generate_with_store(
+        context, llm, pipes_subprocess_client, stores,
+        lambda missing: {"task": "synonyms", "groups": [
+            {**g, "requests": [r for r in g["requests"] if r["id"] in set(missing[g["name"]])]} for g in groups]},
+    )
+    results = {group: [{"id": i, **c} for i, c in by_id.items()] for group, by_id in answered.items()}
     trusted = llm_synonyms.trusted_by_default(engine)
     settings = llm_synonyms.SynonymSettings(
         max_terms=config.max_terms, expand_terms=config.expand_terms, max_additions=config.max_additions,

@@ -4,7 +4,8 @@ Pipes by ``synthetic_qd_pairs`` / ``enhanced_synonyms``.
 Input: the Pipes extra ``job_file``, a JSON file with the backend, engine and sampling settings and
 either ``documents`` (task ``queries``: prompts are built here) or ready ``requests``.
 Output: ``result_file`` (JSON, written atomically): one completion per request plus run stats;
-``progress_file`` after every batch (what was done before a crash). Logs and progress stream to
+``progress_file`` after every batch (how far it got), and, when the job names a ``partial_file``,
+each batch's completions appended to it as a JSON line (what was done survives a crash). Logs and progress stream to
 Dagster; run stats are reported as materialization metadata. SIGINT/SIGTERM (a cancelled run)
 ends vLLM's engine processes and this process. Needs neither dagster nor kiwipiepy: filtering
 happens in the asset, in the main environment.
@@ -127,8 +128,13 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
                     kill_descendants()
                     os._exit(9)
                 out = backend.complete(requests[start : start + batch], sampling)
+                for completion in out:
+                    completion["generator"] = f"{job['backend']}:{backend.model_name or engine.model}"
                 batches += 1
                 results[name].extend(out)
+                if job.get("partial_file"):  # what is done survives a worker that dies later
+                    with open(job["partial_file"], "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({"group": name, "completions": out}, ensure_ascii=False) + "\n")
                 done += len(out)
                 generated += sum(len(c["texts"]) for c in out)
                 prompt_tokens += sum(c["prompt_tokens"] for c in out)
