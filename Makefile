@@ -8,7 +8,7 @@ PORT        ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SPARSE_ASSETS_CORPUS := $(CORPUS)
 
-.PHONY: install llm-env browser run test ui clean-venvs
+.PHONY: install llm-env browser run test test-fast ui clean-venvs
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -55,6 +55,11 @@ run: install llm-env
 
 test: install llm-env browser
 	$(VENV)/bin/python -m pytest -q
+
+# The fast tier, for iteration: everything but the real vLLM engine, the browser and the tests that
+# start and kill Dagster runs in processes of their own. `make test` (what CI runs) is the whole suite.
+test-fast: install llm-env
+	$(VENV)/bin/python -m pytest -q -m "not llm and not ui and not processes"
 
 ui: install
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml

@@ -355,6 +355,7 @@ os.fsync = fsync
 '''
 
 
+@pytest.mark.processes
 def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifacts(dataset, tmp_path, model_cache):
     root, before = dataset
     hooks = tmp_path / "hooks"
@@ -399,6 +400,7 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
     assert dg.materialize([*base_assets, pairs_probe], resources=defs.resources, selection=[pairs_probe.key]).success
 
 
+@pytest.mark.processes
 def test_a_second_run_on_a_dataset_root_in_use_fails_at_once_naming_the_first(dataset, tmp_path, model_cache):
     """Run A (a real `dagster asset materialize`) is held mid-write; run B on the same root, same
     instance, fails at its first write naming A, and writes nothing; once A is gone B goes through."""
@@ -462,6 +464,7 @@ def test_an_llm_that_returns_junk_for_every_document(dataset, model_cache):
     assert_intact(root, before)
 
 
+@pytest.mark.processes
 @needs_llm_env
 def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_pool(dataset, tmp_path, model_cache):
     root, before = dataset

@@ -228,6 +228,7 @@ def test_base_model_verdicts_flag_without_changing_the_dictionary():
     assert {v["verdict"] for v in value["verdicts"]} == {"flagged", "keep", "proposed"}
 
 
+@pytest.mark.processes
 def test_cancelling_the_run_ends_the_worker(tmp_path):
     """SIGINT to the orchestrating process (what cancelling a run sends) ends the worker."""
     import signal

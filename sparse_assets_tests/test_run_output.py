@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from sparse_assets.run_output import readable_console
+
+pytestmark = pytest.mark.processes  # the multiprocess executor: a process per step
 
 RUN_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "sparse_assets" / "run_output.yaml").read_text())
 
