@@ -21,7 +21,7 @@ import dagster as dg
 from upath import UPath
 
 from sparse_assets.layout import asset_path
-from sparse_assets.resources import LLMCompletionStore
+from sparse_assets.resources import DenseVectorStore, LLMCompletionStore
 from sparse_assets.storage import (
     DatasetBusyError,
     UnsafePickleError,
@@ -240,9 +240,9 @@ def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
     return {}
 
 
-def io_managers(base_path: str) -> dict[str, dg.IOManager | LLMCompletionStore]:
-    """The three IO managers and the LLM step's completion store over one dataset root, under the
-    keys the assets use."""
+def io_managers(base_path: str) -> dict[str, dg.IOManager | dg.ConfigurableResource]:
+    """The three IO managers and the two stores (LLM completions, dense vectors) over one dataset
+    root, under the keys the assets use."""
     root = UPath(base_path)
     if root.exists() and not root.is_dir():
         raise ValueError(f"the dataset root {root} is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder (a missing one is created)")
@@ -251,4 +251,5 @@ def io_managers(base_path: str) -> dict[str, dg.IOManager | LLMCompletionStore]:
         "json_io_manager": JsonIOManager(base_path=root),
         "model_io_manager": ModelFolderIOManager(base_path=root),
         "llm_store": LLMCompletionStore(root=str(root / "llm_generated" / "store")),
+        "dense_store": DenseVectorStore(root=str(root / "base_model" / "dense_store")),
     }

@@ -115,3 +115,19 @@ class LLMCompletionStore(dg.ConfigurableResource):
 
         return CompletionStore(self.root, settings)
 
+
+class DenseVectorStore(dg.ConfigurableResource):
+    """Where the dense teacher keeps its vectors for re-use (`sparse_assets.vector_store`): a folder or
+    fsspec URL, by default `base_model/dense_store` under the dataset root."""
+
+    root: str
+
+    def encoder(self, base_encoder: BaseEncoder, batch_size: int, max_length: int, warn=print):
+        """A dense e5 encoder of `base_encoder` that computes only the texts this store lacks."""
+        from sparse_assets.teacher import DenseEncoder
+        from sparse_assets.vector_store import StoredEncoder, VectorStore
+
+        folder = base_encoder.folder()
+        store = VectorStore(self.root, {"model": base_encoder.model, "folder": folder.name, "max_length": max_length})
+        return StoredEncoder(store, lambda: DenseEncoder(folder, batch_size=batch_size, max_length=max_length), warn)
+

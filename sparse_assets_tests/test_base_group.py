@@ -2,12 +2,13 @@
 bad-input paths); the v1 model of the group is exercised in test_sparse_model.py and test_pipeline.py."""
 
 import json
+import logging
 import pickle
 
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.base_model import data_assets, data_checks
+from sparse_assets.assets.base_model import data_assets, data_checks, teacher_assets
 from sparse_assets.definitions import build_definitions
 from sparse_assets_tests.conftest import korquad_slice
 
@@ -49,6 +50,40 @@ def test_base_group_on_korquad(tmp_path, korquad_small, model_cache):
     assert by_key["eval_queries"]["human_questions"].value is True
     index = json.loads((root / "metadata.json").read_text())["artifacts"]
     assert set(index) == {"documents", "eval_queries", "idf_statistics", "qd_pairs_base", "bilingual_synonyms"}
+
+
+def test_the_dense_teacher_encodes_only_what_it_has_not_seen(tmp_path, model_cache):
+    """document_embeddings and teacher_scores on two KorQuAD articles, then on three: only the third
+    article's paragraphs and pseudo-queries are encoded, the others come from the store bit for bit;
+    a store file that does not load is reported and rebuilt."""
+    root = tmp_path / "dataset"
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(articles: int) -> tuple[dict, dict, dict]:
+        defs = build_definitions(root, [str(korquad_slice(tmp_path / f"k{articles}.json", articles=articles))], cache_dir=model_cache)
+        result = dg.materialize([*data_assets, *teacher_assets], resources=defs.resources, instance=instance)
+        assert result.success
+        meta = {m.asset_key.to_user_string(): m.metadata for m in result.get_asset_materialization_events() for m in [m.materialization]}
+        embeddings = pickle.loads((root / "base_model/document_embeddings.pkl").read_bytes())
+        logs = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= logging.INFO]
+        return meta["document_embeddings"], embeddings, logs
+
+    meta, two, _ = run(2)
+    assert meta["encoded"].value == len(two["ids"]) and meta["from_store"].value == 0
+    meta, three, logs = run(3)
+    assert meta["from_store"].value == len(two["ids"]) and meta["encoded"].value == len(three["ids"]) - len(two["ids"]) > 0
+    old = [three["ids"].index(i) for i in two["ids"]]
+    assert (three["vectors"][old] == two["vectors"]).all()
+    pairs = pickle.loads((root / "base_model/qd_pairs_base.pkl").read_bytes())
+    [counts] = [m for m in logs if m.startswith("dense e5:") and "from the store" in m]
+    encoded, reused = (int(w) for w in counts.split() if w.isdigit())
+    assert encoded + reused == len(pairs) and 0 < encoded < len(pairs)
+
+    [passages] = root.glob("base_model/dense_store/*/passage.npz")
+    passages.write_bytes(passages.read_bytes()[:100])  # torn behind the store's back
+    meta, again, logs = run(3)
+    assert meta["encoded"].value == len(three["ids"]) and any("unreadable" in m for m in logs)
+    assert abs(again["vectors"] - three["vectors"]).max() < 1e-5
 
 
 def test_a_corpus_without_questions_falls_back_to_pseudo_queries_and_says_so(tmp_path, model_cache):

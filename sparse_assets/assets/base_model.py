@@ -17,7 +17,7 @@ from sparse_assets.assets.training import SparseTrainingConfig, train_model_asse
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
-from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources
+from sparse_assets.resources import PROJECT_ROOT, BaseEncoder, CorpusSources, DenseVectorStore
 from sparse_assets.tables import markdown_table
 
 GROUP = "base_model"
@@ -259,13 +259,17 @@ class DenseTeacherConfig(dg.Config):
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
-def document_embeddings(context: dg.AssetExecutionContext, config: DenseTeacherConfig, documents: list[dict], base_encoder: BaseEncoder) -> dict:
+def document_embeddings(
+    context: dg.AssetExecutionContext, config: DenseTeacherConfig, documents: list[dict], base_encoder: BaseEncoder, dense_store: DenseVectorStore
+) -> dict:
     """Dense multilingual-e5 vectors of every document {"ids", "vectors" (float32, L2-normalised),
-    "model"}: the dense teacher's side of the corpus, computed once and reused by every training run
-    (the expensive part of the teacher on a CPU: minutes for a thousand paragraphs)."""
-    encoder = teacher.DenseEncoder(base_encoder.folder(), batch_size=config.batch_size, max_length=config.max_length)
-    vectors = encoder([sparse_model.document_text(d) for d in documents], is_query=False, progress=_progress_logger(context, "documents"))
-    context.add_output_metadata({"documents": len(documents), "dimension": int(vectors.shape[1]), "model": base_encoder.model})
+    "model"}: the dense teacher's side of the corpus, reused by every training run (the expensive part
+    of the teacher on a CPU: minutes for a thousand paragraphs). Vectors of documents encoded before
+    come from `dense_store`, so a grown corpus pays only for its new documents."""
+    encoder = dense_store.encoder(base_encoder, config.batch_size, config.max_length, warn=context.log.warning)
+    vectors = encoder([sparse_model.document_text(d) for d in documents], is_query=False, progress=_progress_logger(context, "new documents"))
+    context.add_output_metadata({"documents": len(documents), "encoded": encoder.computed, "from_store": encoder.reused,
+                                 "dimension": int(vectors.shape[1]), "model": base_encoder.model})
     return {"ids": [d["id"] for d in documents], "vectors": vectors, "model": base_encoder.model}
 
 
@@ -281,13 +285,19 @@ class TeacherConfig(DenseTeacherConfig):
     depth: Annotated[int, Ge(1)] = 30  # candidates per query: the top `depth` of BM25 and of the dense model, plus the pair's own
 
 
-def teacher_for_pairs(context, config: DenseTeacherConfig, depth: int, pair_list: list[dict], documents: list[dict], embeddings: dict, folder: Path) -> list[dict]:
-    """Teacher records {query, positive_id, candidates, bm25, dense} of `pair_list` (sparse_assets.teacher)."""
-    encoder = teacher.DenseEncoder(folder, batch_size=config.batch_size, max_length=config.max_length)
+def teacher_for_pairs(
+    context, config: DenseTeacherConfig, depth: int, pair_list: list[dict], documents: list[dict], embeddings: dict,
+    base_encoder: BaseEncoder, dense_store: DenseVectorStore,
+) -> list[dict]:
+    """Teacher records {query, positive_id, candidates, bm25, dense} of `pair_list` (sparse_assets.teacher);
+    query vectors encoded before come from `dense_store`. Logs how many were encoded."""
+    encoder = dense_store.encoder(base_encoder, config.batch_size, config.max_length, warn=context.log.warning)
     try:
-        return teacher.teacher_score_records(pair_list, documents, embeddings, encoder, depth, progress=_progress_logger(context, "queries"))
+        records = teacher.teacher_score_records(pair_list, documents, embeddings, encoder, depth, progress=_progress_logger(context, "new queries"))
     except ValueError as error:
         raise dg.Failure(str(error)) from error
+    context.log.info(f"dense e5: {encoder.computed} queries encoded, {encoder.reused} from the store")
+    return records
 
 
 @dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version="1", pool="gpu", op_tags=GPU_OP_TAGS)
@@ -298,12 +308,13 @@ def teacher_scores(
     qd_pairs_base: list[dict],
     document_embeddings: dict,
     base_encoder: BaseEncoder,
+    dense_store: DenseVectorStore,
 ) -> list[dict]:
     """The distillation teacher of every pseudo-query pair {query, positive_id, candidates, bm25, dense}:
     candidates (the positive, its negatives, BM25's and dense e5's top `depth`) with raw BM25-Kiwi and
     dense e5 scores; training mixes them (min-max per query, `teacher_dense_weight`), the
     heterogeneous ensemble of arXiv 2411.04403. Kept so a training-only re-run does not re-encode."""
-    records = teacher_for_pairs(context, config, config.depth, qd_pairs_base, documents, document_embeddings, base_encoder.folder())
+    records = teacher_for_pairs(context, config, config.depth, qd_pairs_base, documents, document_embeddings, base_encoder, dense_store)
     sizes = [len(r["candidates"]) for r in records]
     context.add_output_metadata({"pairs": len(records), "candidates_per_pair_mean": round(statistics.mean(sizes), 1) if sizes else 0.0})
     return records

@@ -14,7 +14,7 @@ from sparse_assets.assets.training import SparseTrainingConfig, train_model_asse
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.deployment import GPU_OP_TAGS
 from sparse_assets.io_managers import WithSidecars
-from sparse_assets.resources import BaseEncoder
+from sparse_assets.resources import BaseEncoder, DenseVectorStore
 from sparse_assets.teacher import teacher_lookup
 
 GROUP = "enhanced_model"
@@ -72,6 +72,7 @@ def neural_sparse_v2_model(
     document_embeddings: dict,
     neural_sparse_v1_model: Path,
     base_encoder: BaseEncoder,
+    dense_store: DenseVectorStore,
 ) -> Path:
     """The enhanced sparse encoder: v1 continued (warm start) on the pseudo-query pairs plus the LLM's
     synthetic questions and synonym-substituted copies of a share of all pairs (a Korean query word
@@ -82,7 +83,7 @@ def neural_sparse_v2_model(
         [*qd_pairs_base, *synthetic_qd_pairs], enhanced_synonyms.get("synonyms", {}), config.synonym_substitution_share, config.seed
     )
     llm_pairs = [*synthetic_qd_pairs, *substituted]
-    records = [*teacher_scores, *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder.folder())]
+    records = [*teacher_scores, *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder, dense_store)]
     folder, metadata = _train_v2(context, config, documents, qd_pairs_base, llm_pairs, idf_statistics, records, base_encoder, neural_sparse_v1_model)
     context.add_output_metadata({**metadata, "pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)})
     return folder
