@@ -8,7 +8,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from sparse_assets.layout import METADATA_FILE, dataset_root
+from sparse_assets.layout import METADATA_FILE, STORE_PATHS, dataset_root
 from sparse_assets.storage import content_hash, forget_artifacts, read_index, record_artifact
 from sparse_assets.tables import markdown_table
 
@@ -37,12 +37,19 @@ class DatasetManager:
     def artifacts(self) -> list[dict]:
         """One row per artifact on disk or in metadata.json: subdir, name, bytes, modified, status.
         Status: ok, modified (hash differs from metadata.json), missing (indexed, not on disk),
-        untracked (on disk, not indexed). Each artifact is read once."""
+        untracked (on disk, not indexed); a re-use store (layout.STORE_PATHS) is one row, "kept".
+        Each artifact is read once."""
         index = self._index()
         rows = []
         for relative in sorted(set(index) | set(self._on_disk())):
             path = self.base_path / relative
             entry = index.get(relative)
+            if relative in STORE_PATHS.values():
+                files = [f for f in path.rglob("*") if f.is_file()]
+                rows.append({"subdir": str(Path(relative).parent), "name": Path(relative).name, "asset": f"(store, {len(files)} files)",
+                             "bytes": sum(f.stat().st_size for f in files),
+                             "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds"), "status": "kept"})
+                continue
             sha256, size = content_hash(UPath(path)) if path.exists() else (None, 0)
             rows.append(
                 {
@@ -66,9 +73,10 @@ class DatasetManager:
             relative = path.relative_to(self.base_path)
             hidden = any(part.startswith(".") for part in relative.parts)
             inside_model = any(_is_model_folder(self.base_path / p) for p in list(relative.parents)[:-1])
-            if hidden or inside_model or relative.name in (METADATA_FILE, "README.md"):
+            inside_store = any(str(p) in STORE_PATHS.values() for p in list(relative.parents)[:-1])
+            if hidden or inside_model or inside_store or relative.name in (METADATA_FILE, "README.md"):
                 continue
-            if _is_model_folder(path) or (path.is_file() and len(relative.parts) > 1):
+            if _is_model_folder(path) or str(relative) in STORE_PATHS.values() or (path.is_file() and len(relative.parts) > 1):
                 found.append(str(relative))
         return found
 

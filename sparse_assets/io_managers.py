@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from upath import UPath
 
-from sparse_assets.layout import asset_path
+from sparse_assets.layout import STORE_PATHS, asset_path
 from sparse_assets.resources import DenseVectorStore, LLMCompletionStore
 from sparse_assets.storage import (
     DatasetBusyError,
@@ -250,6 +250,6 @@ def io_managers(base_path: str) -> dict[str, dg.IOManager | dg.ConfigurableResou
         "pickle_io_manager": PickleIOManager(base_path=root),
         "json_io_manager": JsonIOManager(base_path=root),
         "model_io_manager": ModelFolderIOManager(base_path=root),
-        "llm_store": LLMCompletionStore(root=str(root / "llm_generated" / "store")),
-        "dense_store": DenseVectorStore(root=str(root / "base_model" / "dense_store")),
+        "llm_store": LLMCompletionStore(root=str(root / STORE_PATHS["llm_store"])),
+        "dense_store": DenseVectorStore(root=str(root / STORE_PATHS["dense_store"])),
     }

@@ -21,6 +21,12 @@ ASSET_PATHS: dict[str, str] = {
     "performance_comparison": "enhanced_model/evaluation/performance_comparison.json",
 }
 
+# Content-addressed stores kept for re-use (not artifacts: no metadata.json entry, no asset of their own).
+STORE_PATHS: dict[str, str] = {
+    "llm_store": "llm_generated/store",  # LLM completions (sparse_assets/llm/store.py)
+    "dense_store": "base_model/dense_store",  # dense teacher vectors (sparse_assets/vector_store.py)
+}
+
 METADATA_FILE = "metadata.json"
 DATASET_ROOT_VARIABLE = "SPARSE_ASSETS_DATASET"
 

@@ -25,6 +25,15 @@ def dataset(tmp_path):
     return root
 
 
+def test_a_store_is_one_row_however_many_files_it_holds(dataset):
+    for name in ("aa/aa1.json", "ab/ab2.json", "settings.json"):
+        atomic_write_json(UPath(dataset / "llm_generated/store/0123456789abcdef" / name), {"value": name})
+    rows = {row["name"]: row for row in DatasetManager(dataset).artifacts()}
+    assert set(rows) == {"documents.json", "enhanced_synonyms.json", "neural_sparse_v1_model", "store"}
+    assert rows["store"]["status"] == "kept" and rows["store"]["asset"] == "(store, 3 files)" and rows["store"]["bytes"] > 0
+    assert DatasetManager(dataset).print_summary() is True  # a store is not an artifact that can be missing or modified
+
+
 def test_summary_reports_status_of_every_artifact(dataset, capsys):
     (dataset / "base_model/documents.json").write_text("[]")  # changed behind the index's back
     (dataset / "llm_generated/enhanced_synonyms.json").unlink()  # deleted behind its back
