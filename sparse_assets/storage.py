@@ -119,6 +119,11 @@ def atomic_replace_folder(source: Path, target: UPath) -> None:
         target.fs.mv(staging.path, target.path, recursive=True)
 
 
+def json_digest(value: Any) -> str:
+    """The sha256 of `value` as canonical JSON (sorted keys): a key for settings and records."""
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def content_hash(path: UPath) -> tuple[str, int]:
     """(sha256, bytes) of a file, or of a folder's files (relative path + content, sorted)."""
     digest = hashlib.sha256()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from upath import UPath
 
-from sparse_assets.storage import atomic_write_bytes
+from sparse_assets.storage import atomic_write_bytes, json_digest
 
 Encode = Callable[[Sequence[str], bool], np.ndarray]  # (texts, is_query) -> vectors
 
@@ -33,7 +32,7 @@ class VectorStore:
     """Dense vectors of one encoder setting under `root` (a local folder or an fsspec URL)."""
 
     def __init__(self, root: str | UPath, settings: dict[str, Any]):
-        self.settings_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        self.settings_key = json_digest(settings)
         self.folder = UPath(root) / self.settings_key[:16]
 
     def _path(self, is_query: bool) -> UPath:

@@ -23,21 +23,17 @@ from typing import Any
 
 from upath import UPath
 
-from sparse_assets.storage import atomic_write_json
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+from sparse_assets.storage import atomic_write_json, json_digest
 
 
 def document_key(document: Mapping) -> str:
     """The store key of a document: the sha256 of its title and text (its id does not matter)."""
-    return _digest([document.get("title", ""), document["text"]])
+    return json_digest([document.get("title", ""), document["text"]])
 
 
 def request_key(request: Mapping) -> str:
     """The store key of a ready request (its prompt or chat messages; its id does not matter)."""
-    return _digest({k: v for k, v in request.items() if k != "id"})
+    return json_digest({k: v for k, v in request.items() if k != "id"})
 
 
 def prompt_templates_version() -> str:
@@ -50,7 +46,7 @@ class CompletionStore:
 
     def __init__(self, root: str | UPath, settings: Mapping[str, Any]):
         self.settings = dict(settings)
-        self.settings_key = _digest(self.settings)
+        self.settings_key = json_digest(self.settings)
         self.folder = UPath(root) / self.settings_key[:16]
 
     def _path(self, item_key: str) -> UPath:
@@ -72,7 +68,7 @@ class CompletionStore:
                     and entry.get("item") == key
                     and entry.get("settings") == self.settings_key
                     and isinstance(entry.get("value"), dict)
-                    and entry.get("value_sha256") == _digest(entry["value"])
+                    and entry.get("value_sha256") == json_digest(entry["value"])
                 )
             except (ValueError, UnicodeDecodeError) as error:
                 corrupt[key] = f"{path}: not JSON ({error})"
@@ -90,5 +86,5 @@ class CompletionStore:
             atomic_write_json(settings_file, {"settings_key": self.settings_key, "settings": self.settings})
         atomic_write_json(
             self._path(item_key),
-            {"item": item_key, "settings": self.settings_key, "value": value, "value_sha256": _digest(value)},
+            {"item": item_key, "settings": self.settings_key, "value": value, "value_sha256": json_digest(value)},
         )
