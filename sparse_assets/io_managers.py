@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import resource
 import shutil
 import socket
 import tempfile
@@ -82,8 +83,9 @@ class _DatasetIOManager(dg.UPathIOManager):
             return
         home = None if step.instance.is_ephemeral else str(step.instance.root_directory)
         try:
-            claim_dataset_root(self._base_path, {"run_id": step.run_id, "instance": home},
-                               lambda holder: holder_is_running(step.instance, holder))
+            claim_dataset_root(
+                self._base_path, {"run_id": step.run_id, "instance": home}, lambda holder: holder_is_running(step.instance, holder)
+            )
         except DatasetBusyError as error:
             raise dg.Failure(description=str(error)) from None
 
@@ -101,6 +103,7 @@ class _DatasetIOManager(dg.UPathIOManager):
                 "bytes": dg.MetadataValue.int(entry["bytes"]),
                 "sha256": dg.MetadataValue.text(entry["sha256"]),
                 **({"sidecars": dg.MetadataValue.text(", ".join(sidecars))} if sidecars else {}),
+                "step_peak_memory_mb": dg.MetadataValue.float(step_peak_memory_mb()),
                 **describe_value(value),
             }
         )
@@ -197,7 +200,9 @@ class ModelFolderIOManager(_DatasetIOManager):
             raise ValueError("not a folder")
         pickled = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix in PICKLED_WEIGHT_SUFFIXES)
         if pickled:
-            raise ValueError(f"it holds pickled files {pickled[:3]}, which can run code when loaded (model folders load from safetensors only)")
+            raise ValueError(
+                f"it holds pickled files {pickled[:3]}, which can run code when loaded (model folders load from safetensors only)"
+            )
         if getattr(path, "protocol", "") in ("", "file", "local"):
             return Path(path)
         local = Path(tempfile.mkdtemp(prefix="sparse_assets_model_")) / path.name
@@ -230,6 +235,14 @@ def holder_is_running(instance: dg.DagsterInstance, holder: dict[str, Any]) -> b
     return run is not None and not run.is_finished
 
 
+def step_peak_memory_mb() -> float:
+    """Peak resident memory so far of this process or the largest child it waited for (the LLM step's
+    worker), in MB: under the multiprocess executor each step has a process of its own, so this is the
+    step's peak (the bench's per-stage memory); in one process (tests) it is the whole run's."""
+    usage = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return round(usage / 1024, 1)
+
+
 def describe_value(value: Any) -> dict[str, dg.MetadataValue]:
     """Counts and a sample table for lists of records and dicts."""
     if isinstance(value, list):
@@ -245,7 +258,9 @@ def io_managers(base_path: str) -> dict[str, dg.IOManager | dg.ConfigurableResou
     root, under the keys the assets use."""
     root = UPath(base_path)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"the dataset root {root} is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder (a missing one is created)")
+        raise ValueError(
+            f"the dataset root {root} is a file, not a folder: point SPARSE_ASSETS_DATASET at a folder (a missing one is created)"
+        )
     return {
         "pickle_io_manager": PickleIOManager(base_path=root),
         "json_io_manager": JsonIOManager(base_path=root),

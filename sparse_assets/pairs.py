@@ -89,13 +89,18 @@ class PseudoQuerySettings:
     # queries, so more pairs than that are never seen once, yet each one costs a dense teacher encoding
     # (msmarco_ko's 7,279 passages make about 70,000). 0 keeps every pair.
     max_pairs: Annotated[int, Ge(0)] = 24_000
+    # Spans only top the other kinds up to this many pairs (0: up to `max_pairs`): they are the filler of a
+    # corpus too small to give enough noun queries (`_within_budget`).
+    span_fill_to: Annotated[int, Ge(0)] = 16_000
     question_frame_share: Annotated[float, Ge(0), Le(1)] = 0.3
     seed: Annotated[int, Ge(0)] = 13
 
     def __post_init__(self) -> None:
         check_bounds(self)
         if self.min_terms > self.max_terms or self.min_span_words > self.max_span_words:
-            raise ValueError(f"min_terms / min_span_words must not exceed max_terms / max_span_words, got {self.min_terms}/{self.max_terms} and {self.min_span_words}/{self.max_span_words}")
+            raise ValueError(
+                f"min_terms / min_span_words must not exceed max_terms / max_span_words, got {self.min_terms}/{self.max_terms} and {self.min_span_words}/{self.max_span_words}"
+            )
 
 
 def document_bm25(documents: Sequence[Document]) -> KiwiBM25:
@@ -105,7 +110,7 @@ def document_bm25(documents: Sequence[Document]) -> KiwiBM25:
 
 def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings) -> list[tuple[str, str, str]]:
     """(query, positive_id, kind) for every document and applicable kind (a share of them in a question
-    frame), deduplicated by query text, then cut to `max_pairs` (spans give way first)."""
+    frame), deduplicated by query text, then cut to the budget (`_within_budget`)."""
     unknown = set(settings.kinds) - set(QUERY_KINDS)
     if unknown:
         raise ValueError(f"unknown pseudo-query kinds {sorted(unknown)}; choose from {QUERY_KINDS}")
@@ -127,24 +132,28 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
                 if query not in seen:
                     seen.add(query)
                     out.append((query, doc["id"], kind))
-    if settings.max_pairs and len(out) > settings.max_pairs:
-        out = _within_budget(out, settings.max_pairs, settings.seed)
-    return out
+    return _within_budget(out, settings)
 
 
-def _within_budget(queries: list[tuple[str, str, str]], budget: int, seed: int) -> list[tuple[str, str, str]]:
-    """At most `budget` of the (query, positive_id, kind) triples, in their order: every title, lead
-    and key-noun query first (a seeded sample of them when they alone exceed the budget), then a
-    seeded sample of the extractive spans in what is left. Spans are the kind a document yields most
-    of (8 each); sampled in proportion with the rest, they crowded the other kinds out of a large
-    corpus (msmarco_ko: about 2.7 spans against 1 noun query per passage), and its human questions
-    went from NDCG@10 0.852 with that mix to 0.892 with the noun queries only (1,500 tuning
-    questions outside the benchmark's sample), while KorQuAD, whose pairs fit the budget, needs its
-    spans (0.948 without them)."""
-    rng = random.Random(seed)
-    first = [i for i, triple in enumerate(queries) if triple[2] not in EXTRACTIVE_KINDS]
+def _within_budget(queries: list[tuple[str, str, str]], settings: PseudoQuerySettings) -> list[tuple[str, str, str]]:
+    """The (query, positive_id, kind) triples training gets, in their order: every title, lead and
+    key-noun query (a seeded sample of `max_pairs` of them when there are more), then a seeded sample
+    of the extractive spans while the pairs number fewer than `span_fill_to` (and `max_pairs`).
+
+    Spans are the kind a document yields most of (8 each), and they pull the two dev sets apart
+    (their tuning questions, outside the benchmark's sample): KorQuAD's 960 paragraphs give 3,200
+    noun queries, and its questions need the spans (NDCG@10 0.956 with them, 0.948 without);
+    msmarco_ko's 7,266 passages give 18,700 noun queries, and every share of spans measured cost
+    its questions (0.852 sampled in proportion, 0.870 topping up to 24,000, 0.892 with none). So the
+    spans fill a corpus too small for enough noun queries, and a large one trains on nouns alone."""
+    rng = random.Random(settings.seed)
+    others = [i for i, triple in enumerate(queries) if triple[2] not in EXTRACTIVE_KINDS]
     spans = [i for i, triple in enumerate(queries) if triple[2] in EXTRACTIVE_KINDS]
-    kept = rng.sample(first, budget) if len(first) >= budget else first + rng.sample(spans, budget - len(first))
+    if settings.max_pairs and len(others) > settings.max_pairs:
+        others = rng.sample(others, settings.max_pairs)
+    limits = [limit for limit in (settings.max_pairs, settings.span_fill_to) if limit]
+    span_room = max(0, min(limits) - len(others)) if limits else len(spans)
+    kept = others + (rng.sample(spans, span_room) if span_room < len(spans) else spans)
     return [queries[i] for i in sorted(kept)]
 
 
@@ -252,6 +261,13 @@ def synonym_substituted_pairs(pairs: Sequence[QDPair], synonyms: dict[str, list[
             term = next((t for t in terms if word.startswith(t) and synonyms[t]), None)
             if term:
                 words[position] = synonyms[term][0]
-                extra.append(QDPair(query=" ".join(words), positive_id=pair["positive_id"], negative_ids=list(pair["negative_ids"]), source=f"synonym:{pair['source']}"))
+                extra.append(
+                    QDPair(
+                        query=" ".join(words),
+                        positive_id=pair["positive_id"],
+                        negative_ids=list(pair["negative_ids"]),
+                        source=f"synonym:{pair['source']}",
+                    )
+                )
                 break
     return extra

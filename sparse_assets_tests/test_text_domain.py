@@ -91,22 +91,34 @@ def test_pseudo_queries_and_negatives_on_korquad():
     assert {"pseudo:lead", "pseudo:keynoun"} <= kinds
 
 
-def test_pair_budget_keeps_the_noun_queries_and_gives_spans_what_is_left_in_order():
+def test_pair_budget_keeps_the_noun_queries_and_tops_them_up_with_spans_in_order():
     raw = load_source(str(KORQUAD_DEV))
     docs, _ = clean_documents(raw.documents[:40], CorpusFilter())
-    everything = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=0))
+
+    def budget(**limits):
+        return pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(**{"max_pairs": 0, "span_fill_to": 0, **limits}))
+
+    everything = budget()
     position = {triple: i for i, triple in enumerate(everything)}
     others = [t for t in everything if t[2] != "span"]
     spans = len(everything) - len(others)
     assert 0 < len(others) < spans  # spans are the most numerous kind
-    budget = len(others) + spans // 3
-    sampled = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=budget))
-    assert len(sampled) == budget
-    assert [position[t] for t in sampled] == sorted(position[t] for t in sampled)  # a subset, order kept
-    assert set(others) <= set(sampled) and sum(k == "span" for _, _, k in sampled) == spans // 3
-    tight = pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=len(others) // 2))  # not even the noun queries fit
-    assert len(tight) == len(others) // 2 and all(k != "span" for _, _, k in tight) and set(tight) <= set(others)
-    assert pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(max_pairs=len(everything) + 1)) == everything
+
+    def span_count(kept):
+        assert [position[t] for t in kept] == sorted(position[t] for t in kept)  # a subset, order kept
+        return sum(k == "span" for _, _, k in kept)
+
+    capped = budget(max_pairs=len(others) + spans // 3)
+    assert set(others) <= set(capped) and span_count(capped) == spans // 3
+    topped_up = budget(span_fill_to=len(others) + spans // 4)
+    assert set(others) <= set(topped_up) and span_count(topped_up) == spans // 4
+    both = budget(max_pairs=len(others) + spans // 3, span_fill_to=len(others) + spans // 4)
+    assert span_count(both) == spans // 4  # the tighter limit
+    large_corpus = budget(span_fill_to=len(others) - 1)  # the noun queries alone reach the fill line
+    assert large_corpus == others
+    tight = budget(max_pairs=len(others) // 2)  # not even the noun queries fit
+    assert len(tight) == len(others) // 2 and span_count(tight) == 0 and set(tight) <= set(others)
+    assert budget(max_pairs=len(everything) + 1, span_fill_to=len(everything) + 1) == everything
 
 
 def test_question_frames_wrap_a_share_of_span_and_keynoun_queries_only():
