@@ -163,12 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", default="korquad,msmarco", help=f"comma-separated, from {sorted(CORPORA)}; the first is the baseline")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument(
+        "--keep", type=Path, help="run in DIR/<corpus> and keep its dataset root and Dagster instance (default: a temporary folder)"
+    )
     args = ap.parse_args(argv)
     command = "nice .venv/bin/python bench/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {}
     for name in args.corpora.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"bench_scaling_{name}_") as work:
-            results[name] = run_graph(name, CORPORA[name], Path(work), Path(tempfile.gettempdir()) / f"bench_scaling_{name}.log")
+        log = Path(tempfile.gettempdir()) / f"bench_scaling_{name}.log"
+        if args.keep:
+            (args.keep / name).mkdir(parents=True)  # fails on a folder left by an earlier run
+            results[name] = run_graph(name, CORPORA[name], args.keep / name, log)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"bench_scaling_{name}_") as work:
+                results[name] = run_graph(name, CORPORA[name], Path(work), log)
         print(json.dumps(results[name]), flush=True)
         (args.out / "scaling.json").write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
     text = report(results, command)
