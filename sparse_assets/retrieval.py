@@ -273,9 +273,20 @@ def check_zero_share(zero_doc_share: float, max_share: float = 0.01) -> tuple[bo
     return ok, f"all-zero document vectors {zero_doc_share:.2%} ({'<=' if ok else '>'} {max_share:.2%})"
 
 
-def check_beats_idf_only(model_mrr: float, idf_only_mrr: float, margin: float = 0.0, ceiling: float = 0.999) -> tuple[bool, str]:
-    """Above the IDF-only baseline; a tie counts only when both are at the ceiling (nothing left to beat)."""
+def check_beats_idf_only(
+    model_mrr: float, idf_only_mrr: float, margin: float = 0.0, ceiling: float = 0.999, gain: Mapping[str, float] | None = None
+) -> tuple[bool, str]:
+    """Above the IDF-only baseline; a tie counts only when both are at the ceiling (nothing left to beat).
+    `gain` (validation's minus_idf_only_ndcg@10, _ci_low, _ci_high and queries) says how sure that is."""
     at_ceiling = model_mrr >= ceiling and idf_only_mrr >= ceiling
     ok = model_mrr > idf_only_mrr + margin or at_ceiling
     note = " (both at the ceiling: the validation set is too easy to tell them apart)" if at_ceiling else ""
-    return ok, f"validation MRR@10 {model_mrr:.4f} vs IDF-only {idf_only_mrr:.4f} (+margin {margin}){note}"
+    text = f"validation MRR@10 {model_mrr:.4f} vs IDF-only {idf_only_mrr:.4f} (+margin {margin}){note}"
+    if gain and "minus_idf_only_ci_low" in gain:
+        low, high = gain["minus_idf_only_ci_low"], gain["minus_idf_only_ci_high"]
+        verdict = "above" if low > 0 else "below" if high < 0 else "level: too few queries to tell them apart"
+        text += (
+            f"; NDCG@10 {gain['minus_idf_only_ndcg@10']:+.4f} (95% CI {low:+.4f} .. {high:+.4f}) "
+            f"on {int(gain['queries'])} held-out pseudo-queries, {verdict}"
+        )
+    return ok, text

@@ -265,7 +265,10 @@ def _scale_sample(model, train, candidates, mixed, weights, doc_by_id, settings)
 
 def validation_scores(model, documents, val, tokenizer, weights, settings, hidden=None) -> dict:
     """Validation MRR@10 / NDCG@10 of the model and of the IDF-only baseline on held-out pseudo pairs
-    (documents from the cached token states when the encoder was frozen)."""
+    (documents from the cached token states when the encoder was frozen), and the model's NDCG@10
+    gain over IDF-only with its 95% paired-bootstrap interval (a small corpus validates on a few dozen
+    queries, too few to separate two models a few points apart)."""
+    from sparse_assets.comparison import paired_bootstrap
     from sparse_assets.retrieval import evaluate_matrices, evaluation_vocabulary, idf_only_matrices
     from sparse_assets.sparse_model import encode_queries
 
@@ -283,6 +286,8 @@ def validation_scores(model, documents, val, tokenizer, weights, settings, hidde
     idf_row = evaluate_matrices(doc_ids, queries, idf_dmat, idf_qmat)
     out = {key: row[key] for key in ("mrr@10", "ndcg@10", "recall@10", "doc_active_dims", "query_active_dims", "zero_doc_share", "flops")}
     out.update({"idf_only_mrr@10": idf_row["mrr@10"], "idf_only_ndcg@10": idf_row["ndcg@10"], "queries": len(queries)})
+    gain = paired_bootstrap(idf_row["per_query_ndcg@10"], row["per_query_ndcg@10"])
+    out.update({"minus_idf_only_ndcg@10": gain["mean_difference"], "minus_idf_only_ci_low": gain["ci_low"], "minus_idf_only_ci_high": gain["ci_high"]})
     return out
 
 

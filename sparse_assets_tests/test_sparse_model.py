@@ -55,6 +55,9 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     assert set(qmat.indices) <= set(np.flatnonzero(weights))  # inference-free query = IDF of its tokens
     validation = model_validation(folder)
     assert validation["doc_active_dims"] > 10 and validation["zero_doc_share"] == 0.0
+    gain = validation["minus_idf_only_ndcg@10"]  # the paired interval around the validation gain over IDF-only
+    assert gain == pytest.approx(validation["ndcg@10"] - validation["idf_only_ndcg@10"])
+    assert validation["minus_idf_only_ci_low"] <= gain <= validation["minus_idf_only_ci_high"]
     assert json.loads((folder / "sparse_training.json").read_text())["steps"] == 12
 
 

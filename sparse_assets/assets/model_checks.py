@@ -39,7 +39,7 @@ def evaluate_checks(
     return {
         "active_dims": check_active_dims(float(validation["doc_active_dims"]), min_dims, max_dims),
         "zero_vectors": check_zero_share(float(validation["zero_doc_share"]), max_zero),
-        "beats_idf_only": check_beats_idf_only(float(validation["mrr@10"]), float(validation["idf_only_mrr@10"]), margin),
+        "beats_idf_only": check_beats_idf_only(float(validation["mrr@10"]), float(validation["idf_only_mrr@10"]), margin, gain=validation),
     }
 
 
