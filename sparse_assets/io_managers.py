@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing.util
 import pickle
 import resource
 import shutil
@@ -185,7 +186,7 @@ def handover_folder() -> Path:
 class ModelFolderIOManager(_DatasetIOManager):
     """Assets return a local folder (a model saved by its library); it is copied into place
     atomically (a `handover_folder()` is removed afterwards). Loading gives a local folder Path
-    (downloaded first when the root is remote)."""
+    (downloaded first when the root is remote, into a temp folder removed when the process ends)."""
 
     format_name = "model folder"
 
@@ -205,7 +206,10 @@ class ModelFolderIOManager(_DatasetIOManager):
             )
         if getattr(path, "protocol", "") in ("", "file", "local"):
             return Path(path)
-        local = Path(tempfile.mkdtemp(prefix="sparse_assets_model_")) / path.name
+        download = Path(tempfile.mkdtemp(prefix="sparse_assets_model_"))
+        # removed when this process ends (a step's own process under the multiprocess executor)
+        multiprocessing.util.Finalize(None, shutil.rmtree, args=(download, True), exitpriority=0)
+        local = download / path.name
         path.fs.get(path.path, str(local), recursive=True)
         return local
 

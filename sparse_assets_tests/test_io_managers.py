@@ -117,6 +117,31 @@ def test_the_same_managers_work_on_another_fsspec_filesystem(model_source):
     assert set(read_index(UPath(root))) == {"documents", "idf_statistics", "neural_sparse_v1_model", "qd_pairs_base"}
 
 
+REMOTE_MODEL_READER = """
+import sys
+from pathlib import Path
+import dagster as dg
+from sparse_assets.io_managers import io_managers
+managers = io_managers("memory://sparse-assets-download-test/dataset")
+with dg.build_output_context(asset_key=dg.AssetKey("neural_sparse_v1_model")) as context:
+    managers["model_io_manager"].handle_output(context, Path(sys.argv[1]))
+local = managers["model_io_manager"].load_input(dg.build_input_context(asset_key=dg.AssetKey("neural_sparse_v1_model")))
+assert (local / "model.safetensors").read_bytes() == (Path(sys.argv[1]) / "model.safetensors").read_bytes()
+print(local)
+"""
+
+
+def test_a_model_folder_downloaded_from_a_remote_root_is_removed_when_the_process_ends(model_source):
+    """A remote root's model folder is copied to a local temp folder to load from; the process that
+    loaded it removes the copy when it ends (each step's own process under the multiprocess executor)."""
+    done = subprocess.run([sys.executable, "-c", REMOTE_MODEL_READER, str(model_source)], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    local = Path(done.stdout.strip().splitlines()[-1])
+    assert local.name == "neural_sparse_v1_model" and "sparse_assets_model_" in local.parent.name
+    assert not local.parent.exists()
+    assert model_source.exists()
+
+
 def test_missing_upstream_artifact_says_to_materialize_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"upstream artifact 'documents' is missing .* materialize it first"):
         dg.materialize([documents, idf_statistics], resources=io_managers(str(tmp_path)), selection=[idf_statistics.key])
