@@ -60,13 +60,13 @@ _TRAINED: dict[str, tuple] = {}
 def tiny_settings(**overrides):
     from sparse_assets.sparse_model import SparseTrainingSettings
 
-    values = {"steps": 12, "batch_size": 8, "layers": 2, "max_length": 128, "validation_fraction": 0.2, "seed": 5}
+    values = {"steps": 30, "batch_size": 8, "layers": 2, "max_length": 128, "validation_fraction": 0.2, "seed": 5}
     values.update(overrides)
     return SparseTrainingSettings(**values)
 
 
 def trained_tiny_model(base_folder: Path, root: Path):
-    """(model folder, report, documents, pairs, idf): 12 frozen-encoder steps on 3 KorQuAD articles;
+    """(model folder, report, documents, pairs, idf): 30 frozen-encoder steps on 3 KorQuAD articles;
     trained once per test session (shared across test modules)."""
     key = str(base_folder)
     if key not in _TRAINED:

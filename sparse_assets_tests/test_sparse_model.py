@@ -38,9 +38,9 @@ def tiny(base_encoder_dir, tmp_path_factory):
 
 def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     folder, report, docs, pairs, _ = tiny
-    assert len(report.losses) >= 5
-    assert np.mean(report.losses[-3:]) < np.mean(report.losses[:3])  # the loss moved down
-    assert report.device == "cpu" and report.steps == 12 and report.steps_per_second > 0
+    assert len(report.losses) == 30  # one per step
+    assert np.mean(report.losses[-10:]) < np.mean(report.losses[:10])  # the loss moved down (a batch's loss is noisy: tens of steps)
+    assert report.device == "cpu" and report.steps == 30 and report.steps_per_second > 0
     assert report.train_pairs + report.validation_pairs <= len(pairs) and report.validation_pairs > 0
     model = load_sparse_encoder(folder)
     tok = folder_tokenizer(folder)
@@ -58,7 +58,7 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     gain = validation["minus_idf_only_ndcg@10"]  # the paired interval around the validation gain over IDF-only
     assert gain == pytest.approx(validation["ndcg@10"] - validation["idf_only_ndcg@10"])
     assert validation["minus_idf_only_ci_low"] <= gain <= validation["minus_idf_only_ci_high"]
-    assert json.loads((folder / "sparse_training.json").read_text())["steps"] == 12
+    assert json.loads((folder / "sparse_training.json").read_text())["steps"] == 30
 
 
 def test_same_seed_same_model(base_encoder_dir, tmp_path):
