@@ -143,10 +143,10 @@ def _within_budget(queries: list[tuple[str, str, str]], settings: PseudoQuerySet
     of the extractive spans while the pairs number fewer than `span_fill_to` (and `max_pairs`).
 
     Spans are the kind a document yields most of (16 each), and they pull the two dev sets apart
-    (their tuning questions, outside the benchmark's sample): KorQuAD's 960 paragraphs give 3,200
+    (their tuning questions, outside the benchmark's sample): KorQuAD's 960 paragraphs give 2,864
     noun queries, and its questions need the spans (NDCG@10 0.948 without them, 0.956 with 8 per
     paragraph up to 10,500 pairs, 0.959 with 16 per paragraph filling 16,000 pairs); msmarco_ko's
-    7,266 passages give 18,700 noun queries, and every share of spans measured cost its questions
+    7,266 passages give 18,605 noun queries, and every share of spans measured cost its questions
     (0.852 sampled in proportion, 0.870 topping up to 24,000, 0.892 with none). So the spans fill a
     corpus too small for enough noun queries, and a large one trains on nouns alone."""
     rng = random.Random(settings.seed)
