@@ -34,17 +34,17 @@ $(LLM_VENV)/.installed: constraints-llm.txt
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-# One line per asset step (sparse_assets/run_output.py); VERBOSE=1 prints every Dagster event and
+# One line per asset step (sparse_assets/defs/run_output.py); VERBOSE=1 prints every Dagster event and
 # vLLM's own log as well. The event log and the UI keep the full detail either way. Dagster's step
 # workers announce themselves on stderr before the run's loggers exist: that line is dropped here.
-RUN_ALL_ASSETS := $(VENV)/bin/dagster job execute -m sparse_assets.definitions -j all_assets_job
+RUN_ALL_ASSETS := $(VENV)/bin/dagster job execute -m sparse_assets.defs.definitions -j all_assets_job
 run: install llm-env
-	@$(VENV)/bin/python -m sparse_assets.instance_upkeep
+	@$(VENV)/bin/python -m sparse_assets.defs.instance_upkeep
 	@if [ -n "$(VERBOSE)" ]; then \
 	  $(RUN_ALL_ASSETS); \
 	else \
 	  VLLM_LOGGING_LEVEL=ERROR PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
-	  $(RUN_ALL_ASSETS) -c sparse_assets/run_output.yaml 2> >(grep --line-buffered -v ' - STEP_WORKER_STARTED - ' >&2); \
+	  $(RUN_ALL_ASSETS) -c sparse_assets/defs/run_output.yaml 2> >(grep --line-buffered -v ' - STEP_WORKER_STARTED - ' >&2); \
 	fi
 	@$(VENV)/bin/sparse-assets summary
 	@echo

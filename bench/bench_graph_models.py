@@ -29,9 +29,9 @@ MODELS = {"v1": "neural_sparse_v1_model", "v2": "neural_sparse_v2_model", "v2_wi
 def main(argv: list[str] | None = None) -> int:
     from bench_quality import load_set
 
-    from sparse_assets.comparison import paired_differences
-    from sparse_assets.layout import ASSET_PATHS
-    from sparse_assets.retrieval import evaluate_systems
+    from sparse_assets.evaluation.comparison import paired_differences
+    from sparse_assets.evaluation.retrieval import evaluate_systems
+    from sparse_assets.store.layout import ASSET_PATHS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", required=True, choices=("korquad", "msmarco"))

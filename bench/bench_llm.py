@@ -68,9 +68,9 @@ def main() -> None:
 
     import dagster as dg
 
-    from sparse_assets.assets.llm_generated import synthetic_qd_pairs
-    from sparse_assets.io_managers import io_managers
-    from sparse_assets.resources import PROJECT_ROOT, LLMResource
+    from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
+    from sparse_assets.defs.io_managers import io_managers
+    from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 
     corpus = korquad_paragraphs()
     n = min(args.paragraphs, len(corpus))
@@ -89,7 +89,7 @@ def main() -> None:
         resources={
             **io_managers(str(OUT / "dataset")),
             "llm": LLMResource(backend=args.backend, base_url=args.base_url, model=args.model),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
         run_config={"ops": {"synthetic_qd_pairs": {"config": {
             "max_documents": n, "queries_per_document": args.queries_per_document, "max_doc_chars": args.max_doc_chars,
@@ -136,14 +136,14 @@ def bench_synonyms(args) -> None:
     """enhanced_synonyms on the MUSE ko-en pairs of the KorQuAD corpus's terms (default config)."""
     import dagster as dg
 
-    from sparse_assets import synonyms
-    from sparse_assets.assets.llm_generated import enhanced_synonyms
-    from sparse_assets.io_managers import io_managers
-    from sparse_assets.resources import PROJECT_ROOT, LLMResource
+    from sparse_assets.data import bilingual_dictionary
+    from sparse_assets.defs.assets.llm_generated import enhanced_synonyms
+    from sparse_assets.defs.io_managers import io_managers
+    from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 
     corpus = korquad_paragraphs()
-    muse = synonyms.read_muse(ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt")
-    bilingual = synonyms.merge_synonyms([muse], synonyms.corpus_terms(corpus), 5)
+    muse = bilingual_dictionary.read_muse(ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt")
+    bilingual = bilingual_dictionary.merge_synonyms([muse], bilingual_dictionary.corpus_terms(corpus), 5)
 
     @dg.asset(name="documents")
     def documents_for_bench() -> list[dict]:
@@ -159,7 +159,7 @@ def bench_synonyms(args) -> None:
         resources={
             **io_managers(str(OUT / "dataset")),
             "llm": LLMResource(backend=args.backend, base_url=args.base_url, model=args.model),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
     )
     wall_s = time.perf_counter() - t0

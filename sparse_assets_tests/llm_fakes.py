@@ -82,18 +82,18 @@ def start_llm_materialization(tmp_path: Path, llm_resource: str) -> tuple[subpro
     """Materialize `documents_stub` + `synthetic_qd_pairs` in a child process of its own process
     group (so that a test can cancel it with SIGINT, as the UI does, and kill what is left);
     `llm_resource` is the LLMResource(...) expression. Returns (process, its log file)."""
-    from sparse_assets.resources import PROJECT_ROOT
+    from sparse_assets.defs.resources import PROJECT_ROOT
 
     script = tmp_path / "run.py"
     script.write_text(
         "import dagster as dg\n"
-        "from sparse_assets.assets.llm_generated import synthetic_qd_pairs\n"
-        "from sparse_assets.io_managers import io_managers\n"
-        "from sparse_assets.resources import PROJECT_ROOT, LLMResource\n"
+        "from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs\n"
+        "from sparse_assets.defs.io_managers import io_managers\n"
+        "from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource\n"
         "from sparse_assets_tests.test_llm_asset import documents_stub\n"
         f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
         f" 'llm': {llm_resource},"
-        " 'pipes_subprocess_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
+        " 'llm_worker_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"
     )
     log = tmp_path / "run.log"
     with open(log, "w") as out:

@@ -30,7 +30,7 @@ def korquad_records(articles: int, start: int = 0) -> tuple[tuple, tuple]:
 def base_idf(base_folder: Path, documents) -> dict[int, float]:
     from transformers import AutoTokenizer
 
-    from sparse_assets.idf import TrendSettings, compute_idf
+    from sparse_assets.data.idf import TrendSettings, compute_idf
 
     return compute_idf(list(documents), AutoTokenizer.from_pretrained(str(base_folder)), TrendSettings()).idf
 
@@ -42,9 +42,9 @@ def teacher_for(base_folder: Path, documents, pairs) -> dict:
     """The real BM25 + dense-e5 teacher {(query, positive_id): record} of `pairs` (memoised per session)."""
     key = (str(base_folder), tuple(d["id"] for d in documents), tuple((p["query"], p["positive_id"]) for p in pairs))
     if key not in _TEACHERS:
-        from sparse_assets.sparse_model import document_text
-        from sparse_assets.sparse_training import teacher_key
-        from sparse_assets.teacher import DenseEncoder, teacher_records
+        from sparse_assets.encoder.sparse_model import document_text
+        from sparse_assets.training.sparse_training import teacher_key
+        from sparse_assets.training.teacher import DenseEncoder, teacher_records
 
         encoder = DenseEncoder(base_folder)
         doc_vectors = encoder([document_text(d) for d in documents], is_query=False)
@@ -58,7 +58,7 @@ _TRAINED: dict[str, tuple] = {}
 
 
 def tiny_settings(**overrides):
-    from sparse_assets.sparse_model import SparseTrainingSettings
+    from sparse_assets.encoder.sparse_model import SparseTrainingSettings
 
     values = {"steps": 30, "batch_size": 8, "layers": 2, "max_length": 128, "validation_fraction": 0.2, "seed": 5}
     values.update(overrides)
@@ -70,8 +70,8 @@ def trained_tiny_model(base_folder: Path, root: Path):
     trained once per test session (shared across test modules)."""
     key = str(base_folder)
     if key not in _TRAINED:
-        from sparse_assets.pairs import PseudoQuerySettings, build_pairs
-        from sparse_assets.sparse_training import train_sparse_encoder
+        from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+        from sparse_assets.training.sparse_training import train_sparse_encoder
 
         docs, _ = korquad_records(3)
         docs = list(docs)

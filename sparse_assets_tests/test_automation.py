@@ -3,8 +3,8 @@
 import dagster as dg
 import pytest
 
-from sparse_assets.automation import new_documents_sensor, resynthesis_job, weekly_resynthesis
-from sparse_assets.definitions import defs
+from sparse_assets.defs.automation import new_documents_sensor, resynthesis_job, weekly_resynthesis
+from sparse_assets.defs.definitions import defs
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pickle
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.base_model import data_assets, data_checks, teacher_assets
-from sparse_assets.definitions import build_definitions
+from sparse_assets.defs.assets.base_model import data_assets, data_checks, teacher_assets
+from sparse_assets.defs.definitions import build_definitions
 from sparse_assets_tests.conftest import korquad_slice
 
 

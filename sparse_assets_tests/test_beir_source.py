@@ -10,16 +10,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sparse_assets import corpus, evalset
-from sparse_assets.corpus import (
+from sparse_assets.data import corpus, evalset
+from sparse_assets.data.corpus import (
     CorpusError,
     CorpusFilter,
     clean_documents,
     document_id,
     load_source,
 )
-from sparse_assets.korean import normalize_text
-from sparse_assets.retrieval import qrels_from_queries
+from sparse_assets.data.korean import normalize_text
+from sparse_assets.evaluation.retrieval import qrels_from_queries
 from sparse_assets_tests.conftest import SHARED_DATA, korquad_slice
 
 MSMARCO_KO = SHARED_DATA / "msmarco_ko"
@@ -154,7 +154,7 @@ def test_qrels_tsv_at_the_top_and_mixing_with_other_sources(tmp_path):
 
 
 def test_the_environment_takes_a_beir_source(monkeypatch, korquad_small):
-    from sparse_assets.definitions import _from_environment
+    from sparse_assets.defs.definitions import _from_environment
 
     monkeypatch.setenv("SPARSE_ASSETS_CORPUS", f"beir:{MSMARCO_KO}, {korquad_small}")
     assert _from_environment().resources["corpus_sources"].sources == [f"beir:{MSMARCO_KO}", str(korquad_small)]
@@ -221,8 +221,8 @@ def test_qrels_of_another_split_only_says_how_to_pick_it(tmp_path):
 
 
 def test_documents_asset_on_a_beir_folder_mixed_with_squad(tmp_path, small_beir, model_cache):
-    from sparse_assets.assets.base_model import documents
-    from sparse_assets.definitions import build_definitions
+    from sparse_assets.defs.assets.base_model import documents
+    from sparse_assets.defs.definitions import build_definitions
 
     root = tmp_path / "dataset"
     squad = korquad_slice(tmp_path / "korquad.json", articles=1)
@@ -248,8 +248,8 @@ def test_documents_asset_on_a_beir_folder_mixed_with_squad(tmp_path, small_beir,
 
 def _documents_failure(tmp_path, folder, model_cache) -> str:
     """Materialize `documents` from a BEIR folder; it must fail without writing: the error text."""
-    from sparse_assets.assets.base_model import documents
-    from sparse_assets.definitions import build_definitions
+    from sparse_assets.defs.assets.base_model import documents
+    from sparse_assets.defs.definitions import build_definitions
 
     root = tmp_path / "dataset"
     defs = build_definitions(root, [f"beir:{folder}"], cache_dir=model_cache)

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from sparse_assets.corpus import CorpusError, CorpusFilter, clean_documents, document_id, load_source
-from sparse_assets.korean import hangul_ratio
+from sparse_assets.data.corpus import CorpusError, CorpusFilter, clean_documents, document_id, load_source
+from sparse_assets.data.korean import hangul_ratio
 from sparse_assets_tests.conftest import KORQUAD_DEV
 
 

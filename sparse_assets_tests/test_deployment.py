@@ -5,6 +5,7 @@ managers round-trip a real base_model materialization through an fsspec filesyst
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -16,12 +17,13 @@ import dagster as dg
 import pytest
 from upath import UPath
 
-from sparse_assets import deployment
-from sparse_assets.assets.base_model import base_assets, data_assets, eval_queries_are_not_training_queries, teacher_assets
-from sparse_assets.definitions import build_definitions
-from sparse_assets.io_managers import io_managers
-from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
-from sparse_assets.storage import content_hash, read_index
+from sparse_assets.defs import deployment
+from sparse_assets.defs.assets.base_model import base_assets, data_assets, eval_queries_are_not_training_queries, teacher_assets
+from sparse_assets.defs.definitions import build_definitions
+from sparse_assets.defs.io_managers import io_managers
+from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets.environment import Deployment, read_environment
+from sparse_assets.store.storage import content_hash, read_index
 from sparse_assets_tests.conftest import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI, last_title
 
@@ -67,16 +69,16 @@ def load_in_subprocess(env: dict, code: str) -> subprocess.CompletedProcess:
 
 def test_definitions_validate_with_the_k8s_executor():
     env = {**os.environ, **K8S_ENV}
-    done = subprocess.run([str(DAGSTER), "definitions", "validate", "-m", "sparse_assets.definitions"],
+    done = subprocess.run([str(DAGSTER), "definitions", "validate", "-m", "sparse_assets.defs.definitions"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Validation successful" in done.stdout + done.stderr
 
     probe = load_in_subprocess(K8S_ENV, (
         "import json\n"
-        "from sparse_assets.definitions import defs\n"
+        "from sparse_assets.defs.definitions import defs\n"
         "jobs = {j: defs.resolve_job_def(j).executor_def.name for j in ('all_assets_job', 'base_job', 'resynthesis_job')}\n"
-        "client = type(defs.resources['pipes_subprocess_client']).__name__\n"
+        "client = type(defs.resources['llm_worker_client']).__name__\n"
         "print(json.dumps({'jobs': jobs, 'client': client}))\n"))
     assert probe.returncode == 0, probe.stderr[-3000:]
     loaded = json.loads(probe.stdout.strip().splitlines()[-1])
@@ -86,28 +88,31 @@ def test_definitions_validate_with_the_k8s_executor():
 
 def test_local_is_the_default_and_a_wrong_setting_is_named():
     probe = load_in_subprocess({"SPARSE_ASSETS_DEPLOYMENT": ""}, (
-        "from sparse_assets.definitions import defs\n"
-        "print(defs.resolve_job_def('all_assets_job').executor_def.name, type(defs.resources['pipes_subprocess_client']).__name__)\n"))
+        "from sparse_assets.defs.definitions import defs\n"
+        "print(defs.resolve_job_def('all_assets_job').executor_def.name, type(defs.resources['llm_worker_client']).__name__)\n"))
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert probe.stdout.split() == ["multi_or_in_process_executor", "PipesSubprocessClient"]
-    assert deployment.executor_for("local") is None and deployment.resource_overrides("local") == {}
+    assert read_environment({}).deployment == Deployment()
+    assert deployment.executor_for(Deployment()) is None and deployment.resource_overrides(Deployment()) == {}
     with pytest.raises(ValueError, match=r"SPARSE_ASSETS_DEPLOYMENT='kubernetes' is not one of \('local', 'k8s'\)"):
-        deployment.executor_for("kubernetes")
+        read_environment({"SPARSE_ASSETS_DEPLOYMENT": "kubernetes"})
     with pytest.raises(ValueError, match="SPARSE_ASSETS_DEPLOYMENT='cloud'"):
-        build_definitions("dataset", ["embedded"], deployment="cloud")
+        build_definitions("dataset", ["embedded"], deployment=Deployment(kind="cloud"))
+    with pytest.raises(ValueError, match="SPARSE_ASSETS_LLM_GPUS='two' is not a whole number"):
+        read_environment({"SPARSE_ASSETS_LLM_GPUS": "two"})
+    with pytest.raises(ValueError, match="SPARSE_ASSETS_LLM_LAUNCHER='job' is not one of"):
+        read_environment({"SPARSE_ASSETS_LLM_LAUNCHER": "job"})
 
 
 # ----------------------------------------------------------------------------- GPU placement
 
 
 @pytest.mark.parametrize("launcher", ["pod", "subprocess"])
-def test_every_gpu_asset_gets_its_gpus_under_k8s(monkeypatch, launcher):
-    for key, value in K8S_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SPARSE_ASSETS_LLM_LAUNCHER", launcher)
-    monkeypatch.setenv("SPARSE_ASSETS_LLM_GPUS", "2")  # tensor parallel over two GPUs
-    monkeypatch.setenv("SPARSE_ASSETS_SHARED_PVC", "sparse-assets-rwx")
-    config = deployment.executor_config()
+def test_every_gpu_asset_gets_its_gpus_under_k8s(launcher):
+    k8s = read_environment({**K8S_ENV, "SPARSE_ASSETS_LLM_LAUNCHER": launcher,
+                            "SPARSE_ASSETS_LLM_GPUS": "2",  # tensor parallel over two GPUs
+                            "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx"}).deployment
+    config = deployment.executor_config(k8s)
     assert config["job_namespace"] == "ml" and config["job_image"] == K8S_ENV["SPARSE_ASSETS_IMAGE"]
     # the config is valid for dagster-k8s's executor (it is checked only when a run starts)
     from dagster._config import process_config
@@ -115,10 +120,10 @@ def test_every_gpu_asset_gets_its_gpus_under_k8s(monkeypatch, launcher):
 
     checked = process_config(k8s_job_executor.config_schema.config_type, config)
     assert checked.success, checked.errors
-    assert deployment.executor_for("k8s").name == "sparse_assets_k8s_executor"
+    assert deployment.executor_for(k8s).name == "sparse_assets_k8s_executor"
 
     graph = build_definitions("dataset", ["embedded"]).resolve_asset_graph()
-    worker_gpus = deployment.k8s_worker_client().gpus if launcher == "pod" else 0
+    worker_gpus = deployment.k8s_worker_client(k8s).gpus if launcher == "pod" else 0
     gpu_assets, cpu_assets = [], []
     for key in graph.get_all_asset_keys():
         op = graph.get(key).assets_def.op
@@ -150,16 +155,13 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     from dagster_k8s.pipes import build_pod_body
     from kubernetes.client import ApiClient
 
-    for key, value in K8S_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SPARSE_ASSETS_LLM_GPUS", "4")
-    monkeypatch.setenv("SPARSE_ASSETS_SHARED_PVC", "sparse-assets-rwx")
-    monkeypatch.setenv("SPARSE_ASSETS_SHARED_MOUNT", "/shared")
+    k8s = read_environment({**K8S_ENV, "SPARSE_ASSETS_LLM_GPUS": "4", "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx",
+                            "SPARSE_ASSETS_SHARED_MOUNT": "/shared"}).deployment
     calls = []
     monkeypatch.setattr(PipesK8sClient, "run", lambda self, **kwargs: calls.append(kwargs) or "invocation")
-    client = deployment.resource_overrides("k8s")["pipes_subprocess_client"]
+    client = deployment.resource_overrides(k8s)["llm_worker_client"]
     assert isinstance(client, PipesK8sClient)
-    # exactly the call sparse_assets.assets.llm_generated.run_llm_worker makes
+    # exactly the call sparse_assets.defs.assets.llm_generated.run_llm_worker makes
     llm = LLMResource(backend="openai", base_url="http://llm:8000/v1")
     command = [llm.python, "-m", "sparse_assets.llm.worker"]
     result = client.run(context="ctx", command=command, extras={"job_file": "/shared/tmp/job.json"},
@@ -180,7 +182,7 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     assert body["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": "sparse-assets-rwx"}
     assert body["spec"]["restartPolicy"] == "Never"
     # the step pods mount the same volume and put their temp files (the worker's job/result files) on it
-    step = deployment.executor_config()["step_k8s_config"]
+    step = deployment.executor_config(k8s)["step_k8s_config"]
     assert {"name": "TMPDIR", "value": "/shared"} in step["container_config"]["env"]
 
     def failing(self, **kwargs):
@@ -189,9 +191,8 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     monkeypatch.setattr(PipesK8sClient, "run", failing)
     with pytest.raises(DagsterPipesExecutionError, match="LLM worker pod failed: .*OOMKilled"):
         client.run(context="ctx", command=command, extras={}, env={}, cwd="/app")
-    monkeypatch.delenv("SPARSE_ASSETS_IMAGE")
     with pytest.raises(DagsterPipesExecutionError, match="set SPARSE_ASSETS_IMAGE"):
-        deployment.k8s_worker_client().run(context="ctx", command=command, extras={}, env={}, cwd="/app")
+        deployment.k8s_worker_client(dataclasses.replace(k8s, image=None)).run(context="ctx", command=command, extras={}, env={}, cwd="/app")
 
 
 @pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
@@ -201,10 +202,10 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     Pipes session run the real worker against a scripted OpenAI-compatible server."""
     from dagster_k8s import PipesK8sClient
 
-    from sparse_assets.assets.llm_generated import synthetic_qd_pairs
+    from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
     from sparse_assets_tests.test_llm_asset import documents_stub
 
-    monkeypatch.setenv("SPARSE_ASSETS_IMAGE", "registry.example/sparse-assets:test")
+    k8s = read_environment({"SPARSE_ASSETS_DEPLOYMENT": "k8s", "SPARSE_ASSETS_IMAGE": "registry.example/sparse-assets:test"}).deployment
     pods = []
 
     def emulated_pod(self, *, context, command, extras, env, image, namespace, base_pod_spec, **kwargs):
@@ -221,7 +222,7 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
         result = dg.materialize(
             [documents_stub, synthetic_qd_pairs],
             resources={**io_managers(str(tmp_path / "dataset")), "llm": LLMResource(backend="openai", base_url=server.url),
-                       **deployment.resource_overrides("k8s")},
+                       **deployment.resource_overrides(k8s)},
         )
     assert result.success
     assert len(pods) == 1 and pods[0]["image"] == "registry.example/sparse-assets:test"
@@ -272,7 +273,7 @@ def test_a_base_group_materialization_round_trips_through_memory_fs(local_base, 
 
     @dg.asset
     def probe(documents: list, idf_statistics: dict, qd_pairs_base: list, neural_sparse_v1_model) -> None:
-        from sparse_assets.sparse_model import encode_documents, load_sparse_encoder
+        from sparse_assets.encoder.sparse_model import encode_documents, load_sparse_encoder
 
         assert neural_sparse_v1_model.exists() and not str(neural_sparse_v1_model).startswith("memory")  # downloaded
         vectors = encode_documents(load_sparse_encoder(neural_sparse_v1_model), [documents[0]["text"]])
@@ -289,15 +290,15 @@ def test_a_base_group_materialization_round_trips_through_memory_fs(local_base, 
 
 
 def test_torchrun_trains_one_model_with_distributed_data_parallel(local_base, model_cache, tmp_path):
-    """`torchrun --nproc_per_node 2 -m sparse_assets.train_multi_gpu`: two processes (gloo on this CPU,
+    """`torchrun --nproc_per_node 2 -m sparse_assets.defs.train_multi_gpu`: two processes (gloo on this CPU,
     NCCL on GPUs) train one model through SparseEncoderTrainer; rank 0 writes the folder."""
-    from sparse_assets.sparse_model import encode_documents, load_sparse_encoder
+    from sparse_assets.encoder.sparse_model import encode_documents, load_sparse_encoder
 
     _, root = local_base
     out = tmp_path / "ddp_model"
     settings = {"steps": 3, "batch_size": 4, "layers": 2, "max_length": 32, "validation_fraction": 0.2, "threads": 1}  # 32-token windows: each process holds [documents, tokens, 250k vocabulary] logits
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "sparse_assets.train_multi_gpu",
+        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "sparse_assets.defs.train_multi_gpu",
          "--dataset", str(root), "--out", str(out), "--settings", json.dumps(settings)],
         cwd=REPO, env={**os.environ, "SPARSE_ASSETS_CACHE": str(model_cache), "PYTHONPATH": str(REPO)},
         capture_output=True, text=True, timeout=300, check=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sparse_assets.encoder.sparse_model import SparseModelError, load_sparse_encoder
 from sparse_assets.export import export_opensearch
-from sparse_assets.sparse_model import SparseModelError, load_sparse_encoder
 from sparse_assets_tests.sparse_helpers import trained_tiny_model
 
 

@@ -24,12 +24,12 @@ import dagster as dg
 import psutil
 import pytest
 
-from sparse_assets.assets.base_model import base_assets, eval_queries_are_not_training_queries
-from sparse_assets.dataset_manager import DatasetManager
-from sparse_assets.definitions import build_definitions
-from sparse_assets.io_managers import io_managers
-from sparse_assets.layout import METADATA_FILE
-from sparse_assets.resources import LLM_PYTHON, LLMResource
+from sparse_assets.defs.assets.base_model import base_assets, eval_queries_are_not_training_queries
+from sparse_assets.defs.definitions import build_definitions
+from sparse_assets.defs.io_managers import io_managers
+from sparse_assets.defs.resources import LLM_PYTHON, LLMResource
+from sparse_assets.store.dataset_manager import DatasetManager
+from sparse_assets.store.layout import METADATA_FILE
 from sparse_assets_tests.conftest import KORQUAD_DEV, REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI
 
@@ -46,7 +46,7 @@ def start_materialize(select: str, env: dict, log: Path) -> subprocess.Popen:
     """`dagster asset materialize --select SELECT` in its own process group (so that a test can
     signal or kill all of it), its output in `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.definitions", "--select", select],
+        return subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.defs.definitions", "--select", select],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -383,7 +383,7 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
     assert process.returncode == -signal.SIGKILL
     assert_intact(root, before)
     # the killed run no longer shows as running once `make run`'s upkeep has looked at it
-    from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+    from sparse_assets.defs.instance_upkeep import fail_runs_whose_process_ended
 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         [run] = instance.get_runs()
@@ -404,7 +404,7 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
 def test_a_second_run_on_a_dataset_root_in_use_fails_at_once_naming_the_first(dataset, tmp_path, model_cache):
     """Run A (a real `dagster asset materialize`) is held mid-write; run B on the same root, same
     instance, fails at its first write naming A, and writes nothing; once A is gone B goes through."""
-    from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+    from sparse_assets.defs.instance_upkeep import fail_runs_whose_process_ended
 
     root, before = dataset
     hooks = tmp_path / "hooks"
@@ -443,7 +443,7 @@ def test_a_second_run_on_a_dataset_root_in_use_fails_at_once_naming_the_first(da
 
 @needs_llm_env
 def test_an_llm_that_returns_junk_for_every_document(dataset, model_cache):
-    from sparse_assets.assets.llm_generated import synthetic_qd_pairs
+    from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
 
     root, before = dataset
     defs = build_definitions(root, ["unused"], cache_dir=model_cache)
@@ -520,7 +520,7 @@ def test_pool_slots_of_ended_runs_are_freed_before_a_run_and_running_ones_kept()
     run's LLM and training steps would wait for it without end."""
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-    from sparse_assets.instance_upkeep import free_stale_pool_slots
+    from sparse_assets.defs.instance_upkeep import free_stale_pool_slots
 
     with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1, "granularity": "op"}}}) as instance:
         storage = instance.event_log_storage
@@ -537,7 +537,7 @@ def test_pool_slots_of_ended_runs_are_freed_before_a_run_and_running_ones_kept()
         # the running run's process is this one: upkeep leaves it running
         from dagster._core.events import DagsterEvent
 
-        from sparse_assets.instance_upkeep import fail_runs_whose_process_ended
+        from sparse_assets.defs.instance_upkeep import fail_runs_whose_process_ended
 
         started = DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value, job_name="all_assets_job", pid=os.getpid())
         instance.report_dagster_event(started, run_id="running-run")

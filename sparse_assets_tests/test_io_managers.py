@@ -14,9 +14,9 @@ import dagster as dg
 import pytest
 from upath import UPath
 
-from sparse_assets.dataset_manager import DatasetManager
-from sparse_assets.io_managers import CorruptArtifactError, WithSidecars, io_managers
-from sparse_assets.storage import content_hash, read_index
+from sparse_assets.defs.io_managers import CorruptArtifactError, WithSidecars, io_managers
+from sparse_assets.store.dataset_manager import DatasetManager
+from sparse_assets.store.storage import content_hash, read_index
 
 DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]
 
@@ -81,7 +81,7 @@ def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
 
 
 def test_a_handed_over_model_folder_is_removed_once_in_place_and_others_are_kept(tmp_path, model_source):
-    from sparse_assets.io_managers import handover_folder
+    from sparse_assets.defs.io_managers import handover_folder
 
     built = handover_folder()
     (built / "config.json").write_text('{"model_type": "bert"}')
@@ -121,7 +121,7 @@ REMOTE_MODEL_READER = """
 import sys
 from pathlib import Path
 import dagster as dg
-from sparse_assets.io_managers import io_managers
+from sparse_assets.defs.io_managers import io_managers
 managers = io_managers("memory://sparse-assets-download-test/dataset")
 with dg.build_output_context(asset_key=dg.AssetKey("neural_sparse_v1_model")) as context:
     managers["model_io_manager"].handle_output(context, Path(sys.argv[1]))
@@ -157,7 +157,7 @@ def test_corrupt_upstream_artifact_is_named(tmp_path):
 CRASHING_WRITER = """
 import os, sys, time
 from upath import UPath
-import sparse_assets.storage as storage
+import sparse_assets.store.storage as storage
 marker = sys.argv[2]
 def hang(*args, **kwargs):
     open(marker, "w").close()
@@ -202,7 +202,7 @@ def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_sou
 
 
 def test_a_dataset_root_that_is_a_file_is_refused_before_any_step_runs(tmp_path):
-    from sparse_assets.definitions import build_definitions
+    from sparse_assets.defs.definitions import build_definitions
 
     root = tmp_path / "dataset"
     root.write_text("not a folder")
@@ -213,7 +213,7 @@ def test_a_dataset_root_that_is_a_file_is_refused_before_any_step_runs(tmp_path)
 def test_a_live_writers_temp_and_another_hosts_are_kept(tmp_path):
     import socket
 
-    from sparse_assets.storage import remove_abandoned_temps
+    from sparse_assets.store.storage import remove_abandoned_temps
 
     target = tmp_path / "base_model/documents.json"
     target.parent.mkdir()

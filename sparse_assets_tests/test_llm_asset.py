@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
-from sparse_assets.io_managers import io_managers
-from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets.defs.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
+from sparse_assets.defs.io_managers import io_managers
+from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, start_llm_materialization
 
 pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
@@ -59,7 +59,7 @@ def materialize(tmp_path, llm: LLMResource, env: dict | None = None, config: dic
         resources={
             **io_managers(str(tmp_path / "dataset")),
             "llm": llm,
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT), env=env or {}),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT), env=env or {}),
         },
         run_config={"ops": {"synthetic_qd_pairs": {"config": config}}} if config else None,
         raise_on_error=False,
@@ -195,7 +195,7 @@ def test_enhanced_synonyms_with_openai_backend(tmp_path):
             resources={
                 **io_managers(str(tmp_path / "dataset")),
                 "llm": LLMResource(backend="openai", base_url=server.url),
-                "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+                "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
             },
             run_config={"ops": {"enhanced_synonyms": {"config": {
                 "expand_terms": 50, "enforce_verdicts": True, "accept_additions": True}}}},

@@ -11,13 +11,13 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.llm_generated import synthetic_qd_pairs
-from sparse_assets.io_managers import io_managers
-from sparse_assets.korean import hangul_ratio
+from sparse_assets.data.korean import hangul_ratio
+from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
+from sparse_assets.defs.io_managers import io_managers
+from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets.llm.backends import BackendError, OpenAIBackend
 from sparse_assets.llm.prompts import fewshot_prompt
 from sparse_assets.llm.settings import SamplingSettings
-from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets_tests.llm_fakes import free_port
 from sparse_assets_tests.test_llm_asset import documents_stub, five_documents
 
@@ -98,7 +98,7 @@ def test_asset_through_the_server(vllm_server, tmp_path):
         resources={
             **io_managers(str(tmp_path / "dataset")),
             "llm": LLMResource(backend="openai", base_url=vllm_server),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
     )
     assert result.success

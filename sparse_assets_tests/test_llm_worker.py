@@ -4,10 +4,10 @@ offline Gemma 3 270M, on five KorQuAD dev paragraphs (slow: engine start + gener
 import dagster as dg
 import pytest
 
-from sparse_assets.assets.llm_generated import synthetic_qd_pairs
-from sparse_assets.io_managers import io_managers
-from sparse_assets.korean import hangul_ratio
-from sparse_assets.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets.data.korean import hangul_ratio
+from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
+from sparse_assets.defs.io_managers import io_managers
+from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets_tests.llm_fakes import start_llm_materialization
 from sparse_assets_tests.test_llm_asset import documents_asset, documents_stub, five_documents, korquad_documents
 
@@ -23,7 +23,7 @@ def test_worker_generates_korean_queries_that_pass_the_filters(tmp_path):
         resources={
             **io_managers(str(tmp_path / "dataset")),
             "llm": LLMResource(backend="vllm"),  # CPU default: gemma-3-270m, float32, few-shot
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
         run_config={"ops": {"synthetic_qd_pairs": {"config": {"queries_per_document": 3}}}},
     )
@@ -49,7 +49,7 @@ def test_worker_generates_korean_queries_that_pass_the_filters(tmp_path):
         resources={
             **io_managers(str(tmp_path / "dataset")),
             "llm": LLMResource(backend="vllm"),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+            "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
         run_config={"ops": {"synthetic_qd_pairs": {"config": {"queries_per_document": 3}}}},
     )

@@ -10,12 +10,12 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from sparse_assets.assets.base_model import base_assets, base_checks
-from sparse_assets.assets.enhanced_model import enhanced_assets, enhanced_checks
-from sparse_assets.assets.llm_generated import llm_assets, llm_checks
-from sparse_assets.definitions import build_definitions
-from sparse_assets.resources import LLMResource
-from sparse_assets.sparse_model import SparseTrainingSettings
+from sparse_assets.defs.assets.base_model import base_assets, base_checks
+from sparse_assets.defs.assets.enhanced_model import enhanced_assets, enhanced_checks
+from sparse_assets.defs.assets.llm_generated import llm_assets, llm_checks
+from sparse_assets.defs.definitions import build_definitions
+from sparse_assets.defs.resources import LLMResource
+from sparse_assets.encoder.sparse_model import SparseTrainingSettings
 from sparse_assets_tests.conftest import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI
 

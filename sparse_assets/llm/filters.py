@@ -9,7 +9,7 @@ Order (a query is counted under the first filter it fails):
 ``duplicate`` (same normalised text as an accepted query, any document) -> ``roundtrip`` (the
 source document is not in the top ``roundtrip_k`` for the query under the ranker: BM25 by default).
 
-Runs in the main environment (Kiwi + bm25s through ``sparse_assets.bm25``), after the worker.
+Runs in the main environment (Kiwi + bm25s through ``sparse_assets.evaluation.bm25``), after the worker.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-from sparse_assets.korean import hangul_ratio, normalize_text
+from sparse_assets.data.korean import hangul_ratio, normalize_text
+from sparse_assets.data.records import Document
 from sparse_assets.llm.parsing import ParseError, parse_queries
 from sparse_assets.llm.prompts import FEWSHOT_MARKERS, FEWSHOT_QUESTIONS
-from sparse_assets.records import Document
 
 REASONS = (
     "parse_failure",
@@ -109,7 +109,7 @@ def is_question(query: str) -> bool:
 
 def bm25_ranker(documents: Sequence[Document], depth: int) -> Ranker:
     """A ranker over ``documents`` with the project's Kiwi BM25 (``pairs.document_bm25``)."""
-    from sparse_assets.pairs import document_bm25
+    from sparse_assets.training.pairs import document_bm25
 
     bm25 = document_bm25(documents)
     return lambda queries: [[doc_id for doc_id, _ in hits] for hits in bm25.search(list(queries), k=depth)]

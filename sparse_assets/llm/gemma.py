@@ -13,20 +13,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from sparse_assets.environment import DEFAULT_CACHE
+
 GEMMA_DIRNAME = "gemma-3-270m-f32"
-CACHE_ENV = "SPARSE_ASSETS_CACHE"
 _MARKER = "sparse_assets_converted.txt"
 # Bump when the conversion changes; older folders are converted again.
 FORMAT_VERSION = "2"  # 2: tokenizer adds <bos> (Gemma degrades badly without it)
 
 
-def cache_dir() -> Path:
-    """Where converted models live: $SPARSE_ASSETS_CACHE, else <repo>/.cache (as resources.py)."""
-    return Path(os.environ.get(CACHE_ENV) or Path(__file__).resolve().parents[2] / ".cache")
-
-
 def gemma_folder(base: Path | None = None) -> Path:
-    return (base or cache_dir()) / GEMMA_DIRNAME
+    """The converted model's folder in `base` (the LLM resource's cache_dir; default <repository>/.cache)."""
+    return (base or DEFAULT_CACHE) / GEMMA_DIRNAME
 
 
 def is_converted(folder: Path) -> bool:

@@ -157,12 +157,14 @@ def engine_settings(
     seed: int = 0,
     remote: bool = False,
     tensor_parallel_size: int | None = None,
+    gpus: int = 1,
 ) -> EngineSettings:
     """The engine settings for ``model`` (None: the default for the machine) on this machine.
 
     ``machine`` is ``platform.machine()`` and ``accelerator`` is detected when not given; both are
     parameters so the decision is testable for every combination. ``remote``: the model runs on
     an OpenAI-compatible server elsewhere; only the prompt style and sampling matter here.
+    ``gpus``: the GPUs one model is split over on a CUDA machine when ``tensor_parallel_size`` is not given.
     """
     machine = (machine or platform.machine()).lower()
     accelerator = accelerator or detect_accelerator()
@@ -188,8 +190,8 @@ def engine_settings(
             prompt_style=style,
             dtype=dtype or "auto",
             quantization="fp8" if fp8 else quantization,
-            # GPUs one model is split over (a model larger than one GPU); SPARSE_ASSETS_LLM_GPUS sets it
-            tensor_parallel_size=tensor_parallel_size or int(os.environ.get("SPARSE_ASSETS_LLM_GPUS", "1")),
+            # GPUs one model is split over (a model larger than one GPU)
+            tensor_parallel_size=tensor_parallel_size or gpus,
             max_model_len=max_model_len or (32768 if thinking else 8192),
             gpu_memory_utilization=gpu_memory_utilization or 0.90,
             max_num_seqs=max_num_seqs or 256,

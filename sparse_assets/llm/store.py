@@ -23,7 +23,7 @@ from typing import Any
 
 from upath import UPath
 
-from sparse_assets.storage import atomic_write_json, json_digest
+from sparse_assets.store.storage import atomic_write_json, json_digest
 
 
 def document_key(document: Mapping) -> str:

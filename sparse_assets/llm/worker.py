@@ -106,7 +106,8 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
     total = sum(len(requests) for _, _, requests in groups)
     api_key = os.environ.get(job["api_key_env"]) if job.get("api_key_env") else None
     backend = make_backend(job["backend"], engine, job.get("base_url"), api_key,
-                           float(job.get("timeout_s", 300)), int(job.get("concurrency", 8)), log=log)
+                           float(job.get("timeout_s", 300)), int(job.get("concurrency", 8)), log=log,
+                           cache_dir=job.get("cache_dir"))
     log(f"starting {job['backend']} backend for {engine.model} ({engine.accelerator}, {engine.machine}, "
         f"{engine.prompt_style}); {total} prompts in {len(groups)} group(s)")
     t0 = time.perf_counter()

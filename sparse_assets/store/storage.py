@@ -1,0 +1,267 @@
+"""Atomic artifact writes and the `metadata.json` index of every artifact (no Dagster here).
+
+Every write goes to a temporary sibling first and is renamed into place, so a crash leaves either
+the previous artifact or the new one, never half of one. Paths are `UPath`s, so the same code
+writes to local disk or any fsspec filesystem (``memory://``, ``s3://``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import glob
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from upath import UPath
+
+from sparse_assets.store.layout import METADATA_FILE
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def _temp_sibling(path: UPath) -> UPath:
+    """A hidden sibling named after the writer (host and process id), so that what a killed writer
+    left behind can be told from what a live one is writing."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_abandoned_temps(path: UPath) -> list[str]:
+    """Delete the temp siblings of `path` that a writer on this host left when it was killed (its
+    process is gone); a live writer's and another host's are kept. Returns the names removed."""
+    if not _is_local(path) or not path.parent.exists():
+        return []
+    removed = []
+    prefix = f".{path.name}.{socket.gethostname()}-"
+    for temp in Path(path.parent).glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = temp.name[len(prefix) :].split("-", 1)[0] if temp.name.startswith(prefix) else ""
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if temp.is_dir():  # a model folder's staging copy
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
+            removed.append(temp.name)
+    return removed
+
+
+def atomic_write_bytes(path: UPath, data: bytes) -> None:
+    """Write `data` to `path` through a temporary sibling and a rename (first removing the temps a
+    killed writer left)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temps(path)
+    tmp = _temp_sibling(path)
+    if _is_local(path):
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    else:
+        tmp.write_bytes(data)
+        tmp.fs.mv(tmp.path, path.path)
+
+
+def atomic_write_json(path: UPath, value: Any) -> None:
+    atomic_write_bytes(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+def atomic_write_any(path: UPath, value: Any) -> None:
+    """bytes as they are, str as UTF-8 text, anything else as JSON."""
+    if isinstance(value, bytes):
+        atomic_write_bytes(path, value)
+    elif isinstance(value, str):
+        atomic_write_bytes(path, value.encode("utf-8"))
+    else:
+        atomic_write_json(path, value)
+
+
+def atomic_replace_folder(source: Path, target: UPath) -> None:
+    """Copy the local folder `source` into place at `target`, replacing what was there only once
+    the copy is complete."""
+    if not source.is_dir():
+        raise FileNotFoundError(f"model folder {source} does not exist or is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temps(target)
+    staging = _temp_sibling(target)
+    if _is_local(target):
+        shutil.copytree(source, staging)
+        retired = _temp_sibling(target)
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        target.fs.put(str(source), staging.path, recursive=True)
+        if target.exists():
+            target.fs.rm(target.path, recursive=True)
+        target.fs.mv(staging.path, target.path, recursive=True)
+
+
+def json_digest(value: Any) -> str:
+    """The sha256 of `value` as canonical JSON (sorted keys): a key for settings and records."""
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def content_hash(path: UPath) -> tuple[str, int]:
+    """(sha256, bytes) of a file, or of a folder's files (relative path + content, sorted)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        total = 0
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            data = file.read_bytes()
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(hashlib.sha256(data).digest())
+            total += len(data)
+        return digest.hexdigest(), total
+    data = path.read_bytes()
+    digest.update(data)
+    return digest.hexdigest(), len(data)
+
+
+@contextlib.contextmanager
+def _index_lock(root: UPath) -> Iterator[None]:
+    """Serialise read-modify-write of metadata.json between processes (local disk only)."""
+    if not _is_local(root):
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(Path(root) / ".metadata.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+WRITER_FILE = ".writer.json"
+
+
+class DatasetBusyError(RuntimeError):
+    """Another run is reading and writing this dataset root."""
+
+
+def claim_dataset_root(root: UPath, claim: dict[str, Any], holder_is_active: Callable[[dict[str, Any]], bool]) -> None:
+    """Make the run of `claim` ({"run_id", ...}) the one run that reads and writes under `root`
+    (`.writer.json`: the claim, the host and the time), or raise DatasetBusyError naming the run
+    that holds it, when `holder_is_active(that holder's record)`."""
+    path = root / WRITER_FILE
+    with _index_lock(root):
+        try:
+            holder = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        except ValueError:
+            holder = None  # torn by a crash: nobody holds it
+        if holder and holder.get("run_id") != claim["run_id"] and holder_is_active(holder):
+            raise DatasetBusyError(
+                f"the dataset root {root} is in use by run {holder['run_id']} (host {holder.get('host')}, since "
+                f"{holder.get('time')}): two runs on one root would read each other's artifacts. Wait for that run "
+                f"to finish (or cancel it), or point SPARSE_ASSETS_DATASET at another folder; if that run is gone "
+                f"for good, delete {path}"
+            )
+        atomic_write_json(path, {**claim, "host": socket.gethostname(), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+
+
+class CorruptIndexError(ValueError):
+    pass
+
+
+def read_index(root: UPath) -> dict[str, dict[str, Any]]:
+    """The artifact entries of `root/metadata.json`, keyed by asset key ({} when there is none)."""
+    index_path = root / METADATA_FILE
+    if not index_path.exists():
+        return {}
+    try:
+        return json.loads(index_path.read_text(encoding="utf-8"))["artifacts"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CorruptIndexError(
+            f"{index_path} is not a valid metadata index ({error}); delete it and re-materialize, "
+            "or restore it from backup"
+        ) from error
+
+
+def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
+    """Hash the artifact at `root/relative_path` (and its `sidecars`, files written beside it) and add
+    or replace its entry in metadata.json."""
+    sha256, size = content_hash(root / relative_path)
+    entry = {
+        "asset_key": asset_key,
+        "path": relative_path,
+        "run_id": run_id,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "bytes": size,
+        "sha256": sha256,
+    }
+    if sidecars:
+        entry["sidecars"] = {path: content_hash(root / path)[0] for path in sidecars}
+    with _index_lock(root):
+        artifacts = read_index(root)
+        artifacts[asset_key] = entry
+        atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+    return entry
+
+
+def forget_artifacts(root: UPath, subdir: str) -> list[str]:
+    """Drop the metadata.json entries of every artifact under `subdir`; returns their keys."""
+    with _index_lock(root):
+        artifacts = read_index(root)
+        gone = [key for key, entry in artifacts.items() if entry["path"].startswith(subdir.rstrip("/") + "/")]
+        for key in gone:
+            del artifacts[key]
+        if gone:
+            atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+    return gone
+
+
+# What a pickled artifact may name besides plain data (dict, list, tuple, set, str, bytes, int, float,
+# bool, None, which pickle encodes without naming a class): numpy arrays, their dtypes and scalars.
+SAFE_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+    }
+)
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    pass
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise UnsafePickleError(f"it names {module}.{name}, which is not plain data (only dicts, lists, numbers, strings and numpy arrays are loaded)")
+        return super().find_class(module, name)
+
+
+def load_plain_pickle(data: bytes):
+    """Unpickle `data` admitting only plain data and numpy arrays: a pickle that names any other class
+    or function (the way a crafted pickle runs code) raises UnsafePickleError before anything runs."""
+    return _PlainDataUnpickler(io.BytesIO(data)).load()
