@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench_quality import load_set
 
     from sparse_assets.evaluation.comparison import paired_differences
-    from sparse_assets.evaluation.retrieval import evaluate_systems
+    from sparse_assets.evaluation.retrieval import evaluate_systems, model_idf
     from sparse_assets.store.layout import ASSET_PATHS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(missing)} questions' documents are not in the run's documents (e.g. {missing[0]}): was the run on --set {args.set}?"
         )
     models = {name: args.dataset / ASSET_PATHS[asset] for name, asset in MODELS.items() if (args.dataset / ASSET_PATHS[asset]).is_dir()}
-    rows = evaluate_systems(documents, queries, models=models, bm25=True, idf_only=models["v1"])
+    rows = evaluate_systems(documents, queries, models=models, bm25=True, idf_only=model_idf(models["v1"]))
     per_query = {row["system"]: row.pop("per_query_ndcg@10") for row in rows}
     differences = paired_differences(per_query)
     command = "nice .venv/bin/python bench/bench_graph_models.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -163,11 +163,11 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
 
 def evaluate(name: str, documents, queries, model: Path, corpus_statistics: bool) -> list[dict]:
     from sparse_assets.encoder.sparse_model import document_text
-    from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_system, qrels_from_queries
+    from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_idf, model_system, qrels_from_queries
 
     qrels = qrels_from_queries(queries)
     ids, texts = [d["id"] for d in documents], [document_text(d) for d in documents]
-    rows = [bm25_system(ids, texts, queries, qrels), idf_only_system(model, ids, texts, queries, qrels, corpus_idf=True)]
+    rows = [bm25_system(ids, texts, queries, qrels), idf_only_system(*model_idf(model, texts), ids, texts, queries, qrels)]
     v1 = model_system(model, ids, texts, queries, qrels, corpus_statistics=corpus_statistics)
     v1["system"] = "v1" if not corpus_statistics else f"v1 ({name} model, IDF + pivot re-fitted)"
     return [*rows, v1]

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-KORQUAD_DEV = SHARED_DATA / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
-MUSE_KO_EN = SHARED_DATA / "muse_ko_en" / "ko-en.txt"
-
-
-def korquad_slice(target: Path, articles: int, start: int = 0) -> Path:
-    """Write the first `articles` KorQuAD dev articles (from `start`) as a SQuAD file at `target`."""
-    data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
-    data["data"] = data["data"][start : start + articles]
-    target.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return target
+from sparse_assets.environment import read_environment
+from sparse_assets_tests.korquad_data import korquad_slice
 
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
     """Where converted models are cached: SPARSE_ASSETS_CACHE, else the project's .cache (conversion once)."""
-    return Path(os.environ.get("SPARSE_ASSETS_CACHE", REPO / ".cache"))
+    return read_environment().cache_dir
 
 
 @pytest.fixture(scope="session")

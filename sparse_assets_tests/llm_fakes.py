@@ -90,7 +90,7 @@ def start_llm_materialization(tmp_path: Path, llm_resource: str) -> tuple[subpro
         "from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs\n"
         "from sparse_assets.defs.io_managers import io_managers\n"
         "from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource\n"
-        "from sparse_assets_tests.test_llm_asset import documents_stub\n"
+        "from sparse_assets_tests.korquad_data import documents_stub\n"
         f"dg.materialize([documents_stub, synthetic_qd_pairs], resources={{**io_managers({str(tmp_path / 'ds')!r}),"
         f" 'llm': {llm_resource},"
         " 'llm_worker_client': dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}, raise_on_error=False)\n"

@@ -8,14 +8,14 @@ import pickle
 import dagster as dg
 import pytest
 
-from sparse_assets.defs.assets.base_model import data_assets, data_checks, teacher_assets
+from sparse_assets.defs.assets.base_model import base_checks, data_assets, teacher_assets
 from sparse_assets.defs.definitions import build_definitions
-from sparse_assets_tests.conftest import korquad_slice
+from sparse_assets_tests.korquad_data import korquad_slice
 
 
 def materialize_base(root, sources, cache, **kwargs):
     defs = build_definitions(root, sources, cache_dir=cache)
-    return dg.materialize([*data_assets, *data_checks], resources=defs.resources, **kwargs)
+    return dg.materialize([*data_assets, *base_checks], resources=defs.resources, **kwargs)
 
 
 def test_base_group_on_korquad(tmp_path, korquad_small, model_cache):

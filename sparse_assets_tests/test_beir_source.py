@@ -20,7 +20,7 @@ from sparse_assets.data.corpus import (
 )
 from sparse_assets.data.korean import normalize_text
 from sparse_assets.evaluation.retrieval import qrels_from_queries
-from sparse_assets_tests.conftest import SHARED_DATA, korquad_slice
+from sparse_assets_tests.korquad_data import SHARED_DATA, korquad_slice
 
 MSMARCO_KO = SHARED_DATA / "msmarco_ko"
 

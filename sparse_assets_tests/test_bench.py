@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from sparse_assets_tests.conftest import REPO
+from sparse_assets_tests.korquad_data import REPO
 
 spec = importlib.util.spec_from_file_location("run_bench", REPO / "bench" / "run_bench.py")
 run_bench = importlib.util.module_from_spec(spec)

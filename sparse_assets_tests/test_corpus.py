@@ -7,7 +7,7 @@ import pytest
 
 from sparse_assets.data.corpus import CorpusError, CorpusFilter, clean_documents, document_id, load_source
 from sparse_assets.data.korean import hangul_ratio
-from sparse_assets_tests.conftest import KORQUAD_DEV
+from sparse_assets_tests.korquad_data import KORQUAD_DEV
 
 
 def test_korquad_dev_loads_every_paragraph_and_question():

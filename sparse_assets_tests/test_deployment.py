@@ -24,7 +24,7 @@ from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets.environment import Deployment, read_environment
 from sparse_assets.store.storage import content_hash, read_index
-from sparse_assets_tests.conftest import REPO, korquad_slice
+from sparse_assets_tests.korquad_data import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI, last_title
 
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -203,7 +203,7 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     from dagster_k8s import PipesK8sClient
 
     from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
-    from sparse_assets_tests.test_llm_asset import documents_stub
+    from sparse_assets_tests.korquad_data import documents_stub
 
     k8s = read_environment({"SPARSE_ASSETS_DEPLOYMENT": "k8s", "SPARSE_ASSETS_IMAGE": "registry.example/sparse-assets:test"}).deployment
     pods = []

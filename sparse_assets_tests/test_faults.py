@@ -30,7 +30,7 @@ from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import LLM_PYTHON, LLMResource
 from sparse_assets.store.dataset_manager import DatasetManager
 from sparse_assets.store.layout import METADATA_FILE
-from sparse_assets_tests.conftest import KORQUAD_DEV, REPO, korquad_slice
+from sparse_assets_tests.korquad_data import KORQUAD_DEV, REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI
 
 needs_llm_env = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")

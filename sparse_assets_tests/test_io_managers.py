@@ -81,14 +81,15 @@ def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
 
 
 def test_a_handed_over_model_folder_is_removed_once_in_place_and_others_are_kept(tmp_path, model_source):
-    from sparse_assets.defs.io_managers import handover_folder
+    from sparse_assets.defs.io_managers import HandoverFolder
 
-    built = handover_folder()
+    handover = HandoverFolder.new()
+    built = handover.path
     (built / "config.json").write_text('{"model_type": "bert"}')
 
     @dg.asset(io_manager_key="model_io_manager")
     def neural_sparse_v2_model():
-        return built
+        return handover
 
     root = tmp_path / "dataset"
     assert dg.materialize([neural_sparse_v1_model, neural_sparse_v2_model, idf_statistics, documents],

@@ -13,38 +13,10 @@ import pytest
 from sparse_assets.defs.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
 from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets_tests.korquad_data import documents_asset, documents_stub, korquad_documents
 from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, start_llm_materialization
 
 pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
-
-KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
-
-
-def korquad_documents(count: int) -> list[dict]:
-    """The first paragraph of `count` different KorQuAD dev articles."""
-    data = json.loads(KORQUAD.read_text(encoding="utf-8"))
-    return [
-        {"id": f"kq{i}", "title": a["title"], "text": a["paragraphs"][0]["context"], "source": "korquad"}
-        for i, a in enumerate(data["data"][:count])
-    ]
-
-
-def five_documents() -> list[dict]:
-    return korquad_documents(5)
-
-
-def documents_asset(docs: list[dict]) -> dg.AssetsDefinition:
-    """A `documents` asset that returns `docs`."""
-
-    @dg.asset(name="documents")
-    def documents_stub() -> list[dict]:
-        return docs
-
-    return documents_stub
-
-
-documents_stub = documents_asset(five_documents())
-
 
 @dg.asset(name="bilingual_synonyms")
 def synonyms_stub() -> dict[str, list[str]]:

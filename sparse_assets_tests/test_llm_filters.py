@@ -2,18 +2,16 @@
 The queries below were written for this test (KorQuAD's questions are evaluation only)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sparse_assets.llm.filters import REASONS, FilterSettings, copy_ratio, filter_generations, squash
-
-KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
+from sparse_assets_tests.korquad_data import KORQUAD_DEV
 
 
 @pytest.fixture(scope="module")
 def documents():
-    data = json.loads(KORQUAD.read_text(encoding="utf-8"))
+    data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
     paragraphs = [(a["title"], p["context"]) for a in data["data"] for p in a["paragraphs"]][:30]
     return [{"id": f"kq{i}", "title": t, "text": c, "source": "korquad"} for i, (t, c) in enumerate(paragraphs)]
 

@@ -18,8 +18,8 @@ from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
 from sparse_assets.llm.backends import BackendError, OpenAIBackend
 from sparse_assets.llm.prompts import fewshot_prompt
 from sparse_assets.llm.settings import SamplingSettings
+from sparse_assets_tests.korquad_data import documents_stub, five_documents
 from sparse_assets_tests.llm_fakes import free_port
-from sparse_assets_tests.test_llm_asset import documents_stub, five_documents
 
 pytestmark = [
     pytest.mark.llm,

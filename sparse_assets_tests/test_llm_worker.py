@@ -8,8 +8,8 @@ from sparse_assets.data.korean import hangul_ratio
 from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
 from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets_tests.korquad_data import documents_asset, documents_stub, five_documents, korquad_documents
 from sparse_assets_tests.llm_fakes import start_llm_materialization
-from sparse_assets_tests.test_llm_asset import documents_asset, documents_stub, five_documents, korquad_documents
 
 pytestmark = [
     pytest.mark.llm,

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from sparse_assets.defs.checks import evaluate_checks, model_validation, sparse_model_checks
+from sparse_assets.defs.assets.training import SparseTrainingConfig
+from sparse_assets.defs.checks import model_check_results
 from sparse_assets.encoder.sparse_model import (
     SparseModelError,
     SparseTrainingSettings,
@@ -25,7 +26,7 @@ from sparse_assets.encoder.sparse_model import (
     token_windows,
     with_corpus_statistics,
 )
-from sparse_assets.evaluation.retrieval import evaluate_systems
+from sparse_assets.evaluation.retrieval import evaluate_systems, model_idf
 from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, teacher_for, tiny_settings, trained_tiny_model
 
 QUERIES = ["대한민국의 수도는 어디인가?", "", "임진왜란 " * 400, "이순신 장군"]  # empty, and longer than the tokenizer allows
@@ -53,7 +54,8 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     assert (np.diff(dmat.indptr) < 0.5 * dmat.shape[1]).all()
     qmat = encode_queries(model, ["대한민국의 수도"])
     assert set(qmat.indices) <= set(np.flatnonzero(weights))  # inference-free query = IDF of its tokens
-    validation = model_validation(folder)
+    validation = report.validation[-1]
+    assert json.loads((folder / "training_report.json").read_text())["validation"][-1] == validation  # kept beside the model
     assert validation["doc_active_dims"] > 10 and validation["zero_doc_share"] == 0.0
     gain = validation["minus_idf_only_ndcg@10"]  # the paired interval around the validation gain over IDF-only
     assert gain == pytest.approx(validation["ndcg@10"] - validation["idf_only_ndcg@10"])
@@ -105,7 +107,7 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    folder, _, docs, pairs, _ = tiny
+    folder, report, docs, pairs, _ = tiny
     collapsed = tmp_path / "collapsed"
     shutil.copytree(folder, collapsed)
     weights_file = next(collapsed.glob("document_0_*/model.safetensors"))
@@ -116,23 +118,21 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
         state[k] = torch.full_like(state[k], -100.0)  # every logit negative: all-zero documents
     save_file(state, str(weights_file))
     queries = [{"id": f"q{i}", "query": p["query"], "positive_id": p["positive_id"]} for i, p in enumerate(pairs[:40])]
-    idf_row, row = evaluate_systems(docs, queries, models={"collapsed": collapsed}, bm25=False, idf_only=collapsed)
+    idf_row, row = evaluate_systems(docs, queries, models={"collapsed": collapsed}, bm25=False, idf_only=model_idf(collapsed))
     validation = {**row, "idf_only_mrr@10": idf_row["mrr@10"]}
     assert validation["zero_doc_share"] == 1.0 and validation["doc_active_dims"] == 0.0
-    results = evaluate_checks(validation)
-    assert not any(passed for passed, _ in results.values())
-    # the healthy model passes the dims and zero-vector checks
-    healthy = evaluate_checks(model_validation(folder))
-    assert healthy["active_dims"][0] and healthy["zero_vectors"][0]
-    # the Dagster checks read the same numbers from the folder: write the collapsed validation there
-    report = json.loads((collapsed / "training_report.json").read_text())
-    report["validation"] = [validation]
-    (collapsed / "training_report.json").write_text(json.dumps(report))
-    import dagster as dg
-
-    for check in sparse_model_checks("neural_sparse_v1_model"):
-        result = check(dg.build_asset_check_context(), collapsed)
-        assert result.passed is False
+    # the training asset's check results fail every check on these numbers, at the default bounds
+    results = model_check_results(validation, SparseTrainingConfig())
+    assert [r.check_name for r in results] == ["active_dims", "zero_vectors", "beats_idf_only"]
+    assert not any(r.passed for r in results)
+    assert [r.severity.value for r in results] == ["ERROR", "ERROR", "WARN"]  # IDF-only is a warning
+    # the healthy model passes the dims and zero-vector checks; no validation at all passes nothing
+    healthy = model_check_results(report.validation[-1], SparseTrainingConfig())
+    assert [r.passed for r in healthy][:2] == [True, True]
+    assert not any(r.passed for r in model_check_results({}, SparseTrainingConfig()))
+    # the config's bounds decide: a floor above the healthy model's active dims fails it
+    strict = model_check_results(report.validation[-1], SparseTrainingConfig(min_doc_active_dims=report.validation[-1]["doc_active_dims"] + 1))
+    assert strict[0].passed is False and "outside" in strict[0].description
 
 
 def test_idf_json_of_another_vocabulary_is_rejected(tiny, base_encoder_dir, tmp_path):
@@ -191,16 +191,16 @@ def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     pairs = build_pairs(docs, PseudoQuerySettings())
     config = SparseTrainingConfig(steps=4, batch_size=4, layers=2, max_length=96, validation_fraction=0.3, seed=3)
     teacher = teacher_for(base_encoder_dir, docs, pairs)
-    folder, metadata = train_model_asset(
+    handover, metadata, checks = train_model_asset(
         dg.build_asset_context(), config, docs, pairs, base_idf(base_encoder_dir, docs), base_encoder_dir, teacher, cache_dir=""
     )
+    folder = handover.path
     assert (folder / "modules.json").exists() and (folder / "idf.json").exists()
     assert metadata["steps"] == 4 and metadata["steps_per_second"] > 0
     assert "| step | loss |" in metadata["loss_curve"].value
     assert metadata["config"].value["layers"] == 2
     assert metadata["validation_doc_active_dims"] > 10
-    results = [check(dg.build_asset_check_context(), folder) for check in sparse_model_checks("neural_sparse_v1_model")]
-    assert [r.passed for r in results][:2] == [True, True]  # dims within bounds, no zero vectors
+    assert [(r.check_name, r.passed) for r in checks][:2] == [("active_dims", True), ("zero_vectors", True)]  # dims within bounds, no zero vectors
     shutil.rmtree(folder)  # the model IO manager would have removed this handover folder
 
 

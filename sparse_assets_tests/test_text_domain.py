@@ -9,7 +9,7 @@ from sparse_assets.data.corpus import CorpusFilter, Question, clean_documents, l
 from sparse_assets.data.korean import hangul_ratio, morphemes, nouns, sentences
 from sparse_assets.evaluation.bm25 import KiwiBM25
 from sparse_assets.training import pairs
-from sparse_assets_tests.conftest import KORQUAD_DEV, MUSE_KO_EN
+from sparse_assets_tests.korquad_data import KORQUAD_DEV, MUSE_KO_EN
 
 
 def doc(i, title, text, date=None):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sparse_assets_tests.conftest import REPO
+from sparse_assets_tests.korquad_data import REPO
 from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port
-from sparse_assets_tests.test_pipeline import Pipeline, answer
+from sparse_assets_tests.pipeline_helpers import Pipeline, answer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -38,7 +38,7 @@ def _model_folder(path: Path) -> Path:
 
 def _evaluate(args) -> int:
     from sparse_assets.data.corpus import read_beir
-    from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_system
+    from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_idf, model_system
 
     model = _model_folder(args.model)
     data = read_beir(args.corpus, args.queries, args.qrels)
@@ -54,7 +54,7 @@ def _evaluate(args) -> int:
     refit = not args.model_idf
     if args.bm25:
         rows.append(bm25_system(ids, texts, records, qrels))
-        rows.append(idf_only_system(model, ids, texts, records, qrels, corpus_idf=refit))
+        rows.append(idf_only_system(*model_idf(model, texts if refit else None), ids, texts, records, qrels))
     row = model_system(model, ids, texts, records, qrels, corpus_statistics=refit)
     row["system"] = "model"
     rows.append(row)

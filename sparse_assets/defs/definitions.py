@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets.defs.assets.base_model import base_assets, base_checks
-from sparse_assets.defs.assets.enhanced_model import enhanced_assets, enhanced_checks
+from sparse_assets.defs.assets.enhanced_model import enhanced_assets
 from sparse_assets.defs.assets.llm_generated import llm_assets, llm_checks
 from sparse_assets.defs.automation import all_assets_job, base_job, new_documents_sensor, resynthesis_job, weekly_resynthesis
 from sparse_assets.defs.deployment import executor_for, resource_overrides
@@ -31,7 +31,7 @@ def build_definitions(
     local) picks the executor and the LLM worker's launcher (sparse_assets/defs/deployment.py), `llm`
     the LLM backend (default vLLM in the LLM environment)."""
     deployment, llm = deployment or Deployment(), llm or LLMBackend()
-    checks = [*base_checks, *llm_checks, *enhanced_checks]
+    checks = [*base_checks, *llm_checks]
     return dg.Definitions(
         assets=[*base_assets, *llm_assets, *enhanced_assets],
         asset_checks=checks,

@@ -174,26 +174,29 @@ class JsonIOManager(_DatasetIOManager):
         return json.loads(path.read_bytes().decode("utf-8"))
 
 
-HANDOVER_PREFIX = "sparse-assets-handover-"
+@dataclass(frozen=True)
+class HandoverFolder:
+    """A model folder an asset built in a temp folder of its own (`HandoverFolder.new()`): the model
+    IO manager moves its content into the dataset and removes it."""
 
+    path: Path
 
-def handover_folder() -> Path:
-    """A new temp folder for an asset to build a model folder in; the model IO manager removes it
-    once its copy is in place."""
-    return Path(tempfile.mkdtemp(prefix=HANDOVER_PREFIX))
+    @classmethod
+    def new(cls) -> HandoverFolder:
+        return cls(Path(tempfile.mkdtemp(prefix="sparse-assets-handover-")))
 
 
 class ModelFolderIOManager(_DatasetIOManager):
-    """Assets return a local folder (a model saved by its library); it is copied into place
-    atomically (a `handover_folder()` is removed afterwards). Loading gives a local folder Path
-    (downloaded first when the root is remote, into a temp folder removed when the process ends)."""
+    """Assets return a `HandoverFolder` (copied into place atomically, then removed) or any local
+    folder (copied, left as it is). Loading gives a local folder Path (downloaded first when the root
+    is remote, into a temp folder removed when the process ends)."""
 
     format_name = "model folder"
 
     def write(self, value: Any, path: UPath) -> None:
-        source = Path(value)
+        source = value.path if isinstance(value, HandoverFolder) else Path(value)
         atomic_replace_folder(source, path)
-        if source.name.startswith(HANDOVER_PREFIX):
+        if isinstance(value, HandoverFolder):
             shutil.rmtree(source, ignore_errors=True)
 
     def read(self, path: UPath) -> Path:

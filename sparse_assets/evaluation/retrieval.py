@@ -194,13 +194,13 @@ def evaluate_systems(
     queries: Sequence[Mapping],
     models: Mapping[str, Path] | None = None,
     bm25: bool = True,
-    idf_only: Path | None = None,
+    idf_only: tuple | None = None,
     max_length: int | None = None,
     k: int = 100,
 ) -> list[dict]:
     """Rows {"system", "ndcg@10", "mrr@10", "recall@10", "recall@100", "flops", "query_active_dims",
     "doc_active_dims", "zero_doc_share", "query_latency_ms", "queries"} for BM25-Kiwi, the IDF-only
-    baseline (with the tokenizer + idf.json of the folder `idf_only`) and each named model folder.
+    baseline (`idf_only`: (tokenizer, vocabulary-sized IDF weights)) and each named model folder.
     `queries` are EvalQuery-like records {id, query, positive_id, relevant?}."""
     from sparse_assets.encoder.sparse_model import document_text
 
@@ -211,7 +211,7 @@ def evaluate_systems(
     if bm25:
         rows.append(bm25_system(doc_ids, texts, queries, qrels, k=k))
     if idf_only is not None:
-        rows.append(idf_only_system(idf_only, doc_ids, texts, queries, qrels, k=k))
+        rows.append(idf_only_system(*idf_only, doc_ids, texts, queries, qrels, k=k))
     for name, folder in (models or {}).items():
         row = model_system(folder, doc_ids, texts, queries, qrels, max_length=max_length, k=k)
         row["system"] = name
@@ -219,13 +219,17 @@ def evaluate_systems(
     return rows
 
 
-def idf_only_system(folder: Path, doc_ids, texts, queries, qrels, k: int = 100, corpus_idf: bool = False) -> dict:
-    """The IDF-only baseline with the tokenizer of `folder` and its idf.json, or (`corpus_idf`) the
-    IDF of `texts` themselves."""
+def model_idf(folder: Path, texts: Sequence[str] | None = None) -> tuple:
+    """(tokenizer, IDF weights) of a model folder: its idf.json, or the IDF of `texts` (a corpus the
+    model is moved to) with its tokenizer."""
     from sparse_assets.encoder.sparse_model import corpus_idf_weights, folder_tokenizer, read_idf_json
 
     tokenizer = folder_tokenizer(folder)
-    weights = corpus_idf_weights(tokenizer, texts) if corpus_idf else read_idf_json(Path(folder) / "idf.json", tokenizer)
+    return tokenizer, corpus_idf_weights(tokenizer, texts) if texts is not None else read_idf_json(Path(folder) / "idf.json", tokenizer)
+
+
+def idf_only_system(tokenizer, weights: np.ndarray, doc_ids, texts, queries, qrels, k: int = 100) -> dict:
+    """The IDF-only baseline: documents and queries as their tokens weighted by `weights`."""
     dmat, qmat = idf_only_matrices(tokenizer, weights, texts, [])
     t = time.perf_counter()
     _, qmat = idf_only_matrices(tokenizer, weights, [], [q["query"] for q in queries])

@@ -5,6 +5,7 @@ import hashlib
 import json
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.settings_config import config_from_settings
 from sparse_assets.defs.assets.training import SparseTrainingConfig, train_model_asset
-from sparse_assets.defs.checks import sparse_model_checks
+from sparse_assets.defs.checks import model_check_specs
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.resources import PROJECT_ROOT, BaseEncoder, CorpusSources, DenseVectorStore
@@ -323,7 +324,8 @@ def teacher_scores(
     return records
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS)
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
+          check_specs=model_check_specs("neural_sparse_v1_model"))
 def neural_sparse_v1_model(
     context: dg.AssetExecutionContext,
     config: SparseTrainingConfig,
@@ -332,20 +334,19 @@ def neural_sparse_v1_model(
     idf_statistics: dict,
     teacher_scores: list[dict],
     base_encoder: BaseEncoder,
-) -> Path:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The base inference-free sparse encoder (a sentence-transformers SparseEncoder folder with idf.json
     over the full vocabulary): documents go through the masked-LM + SPLADE max pooling + pivoted length
     normalisation, queries are IDF-weighted tokens. Trained on the pseudo-query pairs by MarginMSE
     distillation from the BM25 + dense-e5 teacher; blocking checks refuse a collapsed model."""
-    folder, metadata = train_model_asset(
+    folder, metadata, checks = train_model_asset(
         context, config, documents, qd_pairs_base, idf_statistics, base_encoder.folder(), teacher.teacher_lookup(teacher_scores), base_encoder.cache_dir
     )
-    context.add_output_metadata(metadata)
-    return folder
+    yield dg.Output(folder, metadata=metadata)
+    yield from checks
 
 
 data_assets = [documents, idf_statistics, bilingual_synonyms, qd_pairs_base]
 teacher_assets = [document_embeddings, teacher_scores]
-data_checks = [eval_queries_are_not_training_queries]
 base_assets = [*data_assets, *teacher_assets, neural_sparse_v1_model]
-base_checks = [*data_checks, *sparse_model_checks("neural_sparse_v1_model")]
+base_checks = [eval_queries_are_not_training_queries]

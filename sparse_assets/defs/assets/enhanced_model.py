@@ -2,6 +2,7 @@
 base-vs-enhanced comparison on held-out questions."""
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +12,11 @@ from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.base_model import TeacherConfig, teacher_for_pairs
 from sparse_assets.defs.assets.training import SparseTrainingConfig, train_model_asset
-from sparse_assets.defs.checks import sparse_model_checks
+from sparse_assets.defs.checks import model_check_specs
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.resources import BaseEncoder, DenseVectorStore
+from sparse_assets.encoder.sparse_model import idf_vector
 from sparse_assets.evaluation import comparison, retrieval
 from sparse_assets.training import pairs
 from sparse_assets.training.teacher import teacher_lookup
@@ -37,10 +39,13 @@ class EnhancedTrainingConfig(SparseTrainingConfig):
     min_llm_share: Annotated[float, Ge(0), Lt(1)] = 0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
 
 
-def _train_v2(context, config, documents, pseudo_pairs, llm_pairs, idf_statistics, teacher_records, base_encoder, v1_folder) -> tuple[Path, dict]:
+def _train_v2(
+    context, config, documents, pseudo_pairs, llm_pairs, idf_statistics, teacher_records, base_encoder, v1_folder, metadata: dict
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """v2's recipe for both v2 and its without-LLM twin: the pseudo-query pairs plus `llm_pairs`
     (repeated up to `min_llm_share`), warm-started from v1 by default (a third of the steps at a
-    quarter of the learning rate), same steps for both."""
+    quarter of the learning rate), same steps for both. Yields the model folder with `metadata` added
+    to training's, then the model checks' results."""
     repeats = 1
     if llm_pairs and config.min_llm_share > 0:
         wanted = config.min_llm_share * len(pseudo_pairs) / max(1e-9, 1 - config.min_llm_share)
@@ -54,14 +59,17 @@ def _train_v2(context, config, documents, pseudo_pairs, llm_pairs, idf_statistic
             "steps": max(1, round(config.steps * config.warm_start_step_share)),
             "learning_rate": config.learning_rate * config.warm_start_learning_rate_share,
         }
-    folder, metadata = train_model_asset(
+    folder, trained, checks = train_model_asset(
         context, config, documents, training_pairs, idf_statistics, base_encoder.folder(), teacher_lookup(teacher_records), base_encoder.cache_dir,
         warm_start, overrides,
     )
-    return folder, {**metadata, "pairs_pseudo": len(pseudo_pairs), "pairs_llm": len(llm_pairs), "llm_pair_repeats": repeats}
+    pairs = {"pairs_pseudo": len(pseudo_pairs), "pairs_llm": len(llm_pairs), "llm_pair_repeats": repeats}
+    yield dg.Output(folder, metadata={**trained, **pairs, **metadata})
+    yield from checks
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS)
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
+          check_specs=model_check_specs("neural_sparse_v2_model"))
 def neural_sparse_v2_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -75,7 +83,7 @@ def neural_sparse_v2_model(
     neural_sparse_v1_model: Path,
     base_encoder: BaseEncoder,
     dense_store: DenseVectorStore,
-) -> Path:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The enhanced sparse encoder: v1 continued (warm start) on the pseudo-query pairs plus the LLM's
     synthetic questions and synonym-substituted copies of a share of all pairs (a Korean query word
     replaced by its LLM-verified English synonym, so documents learn to match English renderings),
@@ -86,12 +94,12 @@ def neural_sparse_v2_model(
     )
     llm_pairs = [*synthetic_qd_pairs, *substituted]
     records = [*teacher_scores, *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder, dense_store)]
-    folder, metadata = _train_v2(context, config, documents, qd_pairs_base, llm_pairs, idf_statistics, records, base_encoder, neural_sparse_v1_model)
-    context.add_output_metadata({**metadata, "pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)})
-    return folder
+    yield from _train_v2(context, config, documents, qd_pairs_base, llm_pairs, idf_statistics, records, base_encoder, neural_sparse_v1_model,
+                         {"pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)})
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS)
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
+          check_specs=model_check_specs("neural_sparse_v2_without_llm_model"))
 def neural_sparse_v2_without_llm_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -101,12 +109,10 @@ def neural_sparse_v2_without_llm_model(
     teacher_scores: list[dict],
     neural_sparse_v1_model: Path,
     base_encoder: BaseEncoder,
-) -> Path:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The ablation of v2: the same recipe, warm start and steps, without the LLM's pairs (pseudo-queries
     only). `performance_comparison` reports v2 minus this model: what the LLM's data alone adds."""
-    folder, metadata = _train_v2(context, config, documents, qd_pairs_base, [], idf_statistics, teacher_scores, base_encoder, neural_sparse_v1_model)
-    context.add_output_metadata(metadata)
-    return folder
+    yield from _train_v2(context, config, documents, qd_pairs_base, [], idf_statistics, teacher_scores, base_encoder, neural_sparse_v1_model, {})
 
 
 class ComparisonConfig(dg.Config):
@@ -124,15 +130,19 @@ def performance_comparison(
     neural_sparse_v1_model: Path,
     neural_sparse_v2_model: Path,
     neural_sparse_v2_without_llm_model: Path,
+    idf_statistics: dict,
+    base_encoder: BaseEncoder,
 ):
-    """BM25-Kiwi, IDF-only, v1, v2 and v2 without the LLM's data on the held-out `eval_queries`:
+    """BM25-Kiwi, IDF-only (the `idf_statistics` weights, untrained), v1, v2 and v2 without the LLM's data on the held-out `eval_queries`:
     NDCG@10, MRR@10, Recall@10, Recall@100, FLOPS, mean active dimensions, query latency; paired
     bootstrap intervals of v1/v2 - BM25-Kiwi, v2 - v1 and v2 - v2-without-LLM (the LLM's measured
     value). Also written as performance_comparison.md and performance_comparison.png."""
     if not eval_queries:
         raise dg.Failure("eval_queries is empty: there is nothing to evaluate on; re-materialize `documents` with a corpus that has questions or enough text")
     models = {"v1": neural_sparse_v1_model, "v2": neural_sparse_v2_model, "v2_without_llm": neural_sparse_v2_without_llm_model}
-    rows = retrieval.evaluate_systems(documents, eval_queries, models=models, bm25=True, idf_only=neural_sparse_v1_model)
+    tokenizer = base_encoder.tokenizer()
+    idf_only = (tokenizer, idf_vector(idf_statistics, tokenizer))
+    rows = retrieval.evaluate_systems(documents, eval_queries, models=models, bm25=True, idf_only=idf_only)
     per_query = {row["system"]: row.pop(PER_QUERY) for row in rows}
     differences = comparison.paired_differences(per_query, config.bootstrap_samples, config.seed, config.confidence)
     human = all(q.get("human", False) for q in eval_queries)
@@ -166,4 +176,3 @@ def performance_comparison(
 
 
 enhanced_assets = [neural_sparse_v2_model, neural_sparse_v2_without_llm_model, performance_comparison]
-enhanced_checks = [*sparse_model_checks("neural_sparse_v2_model"), *sparse_model_checks("neural_sparse_v2_without_llm_model")]

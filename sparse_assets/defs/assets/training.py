@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import dagster as dg
 
 from sparse_assets.defs.assets.settings_config import config_from_settings
-from sparse_assets.defs.io_managers import handover_folder
+from sparse_assets.defs.checks import model_check_results
+from sparse_assets.defs.io_managers import HandoverFolder
 from sparse_assets.encoder.sparse_model import SparseTrainingSettings
 from sparse_assets.training.sparse_training import train_sparse_encoder
 
@@ -78,15 +78,16 @@ def train_model_asset(
     cache_dir: str,
     warm_start: Path | None = None,
     overrides: dict | None = None,
-) -> tuple[Path, dict]:
-    """Train, and return (model folder in a temp dir, asset metadata). The model-folder IO manager copies
-    the folder into place and removes the temp folder; the blocking checks read `training_report.json`
-    / `validation` from it. `teacher`: (query, positive_id) -> teacher record for every pair;
+) -> tuple[HandoverFolder, dict, list[dg.AssetCheckResult]]:
+    """Train, and return (the model folder, built in a temp folder that the model IO manager moves
+    into place, the asset's metadata, the model checks' results from the run's last validation).
+    `teacher`: (query, positive_id) -> teacher record for every pair;
     `cache_dir` keeps the frozen encoder's token states between runs; `overrides` replace settings of
     `config` (a warm start's shorter, gentler schedule)."""
     settings = training_settings(config, hidden_cache_dir=config.hidden_cache_dir or cache_dir, **(overrides or {}))
     idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
-    out = handover_folder()
+    handover = HandoverFolder.new()
+    out = handover.path
 
     def progress(step: int, total: int, loss: float) -> None:
         if step == total or step % max(1, total // 20) == 0:
@@ -118,6 +119,4 @@ def train_model_asset(
             metadata[f"validation_{key}"] = float(validation[key])
     if png is not None:
         metadata["loss_curve_png"] = dg.MetadataValue.path(str(png))
-    bounds = {"min_doc_active_dims": config.min_doc_active_dims, "max_doc_active_dims": config.max_doc_active_dims, "min_gain_over_idf_only": config.min_gain_over_idf_only}
-    (out / "check_bounds.json").write_text(json.dumps(bounds))
-    return out, metadata
+    return handover, metadata, model_check_results(validation, config)
