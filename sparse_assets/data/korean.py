@@ -61,6 +61,6 @@ def sentences(text: str) -> list[tuple[str, int, int]]:
     return [(s.text, s.start, s.end) for s in kiwi().split_into_sents(text)]
 
 
-def iter_sentences(texts: Iterable[str]) -> list[list[str]]:
+def split_sentences(texts: Iterable[str]) -> list[list[str]]:
     """Sentences of each text (Kiwi batch mode)."""
     return [[s.text for s in sents] for sents in kiwi().split_into_sents(list(texts))]

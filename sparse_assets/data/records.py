@@ -1,4 +1,4 @@
-"""Record shapes shared by every stage (the contract of `dataset/`, see DESIGN.md)."""
+"""Record shapes shared by every stage: what the assets under `dataset/` hold."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def choose_terms(synonyms: Mapping[str, Sequence[str]], frequency: Mapping[str, 
     return sorted(synonyms, key=lambda t: (-frequency.get(t, 0), t))[:limit]
 
 
-def build_groups(
+def synonym_request_groups(
     synonyms: Mapping[str, Sequence[str]],
     judge_terms: Sequence[str],
     expand_terms: Sequence[str],

@@ -78,7 +78,7 @@ def install_signal_handlers(log) -> None:
             pass
 
 
-def build_groups(job: dict, engine: EngineSettings) -> list[tuple[str, SamplingSettings, list[dict]]]:
+def request_groups(job: dict, engine: EngineSettings) -> list[tuple[str, SamplingSettings, list[dict]]]:
     """(name, sampling, requests) groups that share one engine. A job gives ``groups`` as is, or
     (task ``queries``) ``documents`` + ``sampling``: one prompt per document."""
     if job.get("groups") is not None:
@@ -102,7 +102,7 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
     engine = EngineSettings.from_dict(job["engine"])
     result_file = Path(job["result_file"])
     progress_file = Path(job.get("progress_file") or result_file.with_suffix(".progress.json"))
-    groups = build_groups(job, engine)
+    groups = request_groups(job, engine)
     total = sum(len(requests) for _, _, requests in groups)
     api_key = os.environ.get(job["api_key_env"]) if job.get("api_key_env") else None
     backend = make_backend(job["backend"], engine, job.get("base_url"), api_key,

@@ -1,4 +1,4 @@
-"""Where each asset lives under `dataset/` (the seed's layout, kept; see DESIGN.md)."""
+"""Where each asset lives under `dataset/` (the layout every entry point and the dataset manager share)."""
 
 from __future__ import annotations
 

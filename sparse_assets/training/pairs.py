@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from sparse_assets.bounds import Ge, Le, Lt, check_bounds
-from sparse_assets.data.korean import iter_sentences, nouns
+from sparse_assets.data.korean import nouns, split_sentences
 from sparse_assets.data.records import Document, QDPair
 from sparse_assets.evaluation.bm25 import KiwiBM25
 
@@ -117,7 +117,7 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
         raise ValueError(f"unknown pseudo-query kinds {sorted(unknown)}; choose from {QUERY_KINDS}")
     rng, frame_rng = random.Random(settings.seed), random.Random(settings.seed + 1)
     title_counts = Counter(d["title"] for d in documents)
-    doc_sentences = iter_sentences([d["text"] for d in documents])
+    doc_sentences = split_sentences([d["text"] for d in documents])
     flat = [s for sents in doc_sentences for s in sents]
     flat_nouns = iter(nouns(flat))
     sentence_nouns = [[next(flat_nouns) for _ in sents] for sents in doc_sentences]

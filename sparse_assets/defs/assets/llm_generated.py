@@ -357,7 +357,7 @@ def enhanced_synonyms(
     judge_terms = llm_synonyms.choose_terms(bilingual_synonyms, noun_counts, config.max_terms)
     expand_terms = [t for t, _ in noun_counts.most_common(config.expand_terms)]
     engine = llm.engine()
-    groups = llm_synonyms.build_groups(bilingual_synonyms, judge_terms, expand_terms, engine)
+    groups = llm_synonyms.synonym_request_groups(bilingual_synonyms, judge_terms, expand_terms, engine)
     stores = {
         g["name"]: (
             llm_store.for_settings({"task": "synonyms", "group": g["name"], "model": engine.model,
