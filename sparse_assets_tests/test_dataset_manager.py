@@ -8,7 +8,6 @@ import pytest
 from upath import UPath
 
 from sparse_assets.cli import main
-from sparse_assets.environment import read_environment
 from sparse_assets.store.dataset_manager import DatasetManager
 from sparse_assets.store.storage import atomic_write_json, read_index, record_artifact
 
@@ -104,7 +103,7 @@ def test_the_cli_and_dataset_manager_use_the_dataset_root_of_the_environment(dat
     (elsewhere / "dataset/base_model").mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("SPARSE_ASSETS_DATASET", str(dataset))
-    assert DatasetManager(read_environment().dataset_root).base_path == dataset
+    assert DatasetManager().base_path == dataset
     done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "clear", "base_model", "--yes"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"deleted {dataset.resolve() / 'base_model'}" in done.stdout

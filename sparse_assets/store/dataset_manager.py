@@ -8,6 +8,7 @@ from pathlib import Path
 
 from upath import UPath
 
+from sparse_assets.environment import read_environment
 from sparse_assets.store.layout import METADATA_FILE, STORE_PATHS
 from sparse_assets.store.storage import content_hash, forget_artifacts, read_index, record_artifact
 from sparse_assets.tables import markdown_table
@@ -22,8 +23,9 @@ def _is_model_folder(path: Path) -> bool:
 class DatasetManager:
     """Look at, check and clear the artifacts under `base_path` (what the IO managers wrote)."""
 
-    def __init__(self, base_path: str | Path):
-        self.base_path = Path(base_path)
+    def __init__(self, base_path: str | Path | None = None):
+        """`base_path`: the dataset root, default the environment's (SPARSE_ASSETS_DATASET, else ./dataset)."""
+        self.base_path = Path(base_path if base_path is not None else read_environment().dataset_root)
 
     def _index(self) -> dict[str, dict]:
         """metadata.json's entries by relative path, sidecars (e.g. idf.json beside idf_statistics.pkl) included."""
