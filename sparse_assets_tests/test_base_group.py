@@ -115,7 +115,10 @@ def test_mixed_sources_are_counted_per_source(tmp_path, model_cache):
     "make_source, message",
     [
         (lambda tmp: str(tmp / "missing.json"), "does not exist"),
-        (lambda tmp: _write(tmp / "english.jsonl", '{"text": "Only English words in this long enough document."}\n'), "no documents left after filtering"),
+        (
+            lambda tmp: _write(tmp / "english.jsonl", '{"text": "Only English words in this long enough document."}\n'),
+            "no documents left after filtering",
+        ),
     ],
 )
 def test_bad_input_fails_with_one_message_and_keeps_earlier_artifacts(tmp_path, korquad_small, model_cache, make_source, message):

@@ -132,7 +132,9 @@ def test_multi_positive_graded_queries_keep_their_judgments_and_follow_dedupe(sm
 def test_qrels_tsv_at_the_top_and_mixing_with_other_sources(tmp_path):
     docs, queries, qrels = _msmarco(20)
     first = write_beir(tmp_path / "one", docs, queries, qrels, qrels_name="qrels.tsv")
-    second = write_beir(tmp_path / "two", docs[:10], [q for q in queries if q["_id"] in {"q1", "q2"}], [r for r in qrels if r[0] in {"q1", "q2"}])
+    second = write_beir(
+        tmp_path / "two", docs[:10], [q for q in queries if q["_id"] in {"q1", "q2"}], [r for r in qrels if r[0] in {"q1", "q2"}]
+    )
     squad = korquad_slice(tmp_path / "korquad.json", articles=1)
     raw = corpus.RawCorpus()
     for source in (f"beir:{first}", str(squad), f"beir:{second}"):
@@ -187,13 +189,25 @@ def _append(name, text):
         (_remove("corpus.jsonl"), "corpus.jsonl", "not found"),
         (_remove("queries.jsonl"), "queries.jsonl", "not found"),
         (_remove("qrels/test.tsv"), "qrels/test.tsv", "not found, nor"),
-        (_append("qrels/test.tsv", "q900\tp0\t1\nq901\tp1\t1\n"), "qrels/test.tsv", "2 of its 8 query ids are not in .*queries.jsonl \\(e.g. q900, q901\\)"),
-        (_append("qrels/test.tsv", "q1\tp9999\t1\n"), "qrels/test.tsv", "1 of its 7 judged corpus ids are not in .*corpus.jsonl \\(e.g. p9999\\)"),
+        (
+            _append("qrels/test.tsv", "q900\tp0\t1\nq901\tp1\t1\n"),
+            "qrels/test.tsv",
+            "2 of its 8 query ids are not in .*queries.jsonl \\(e.g. q900, q901\\)",
+        ),
+        (
+            _append("qrels/test.tsv", "q1\tp9999\t1\n"),
+            "qrels/test.tsv",
+            "1 of its 7 judged corpus ids are not in .*corpus.jsonl \\(e.g. p9999\\)",
+        ),
         (_write("qrels/test.tsv", "query-id\tcorpus-id\tscore\n"), "qrels/test.tsv", "no query of .* has a relevance label"),
         (_write("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\tp0\t0\n"), "qrels/test.tsv", "only grade-0 lines"),
         (_write("corpus.jsonl", "\n"), "corpus.jsonl", "no passages"),
         (_append("corpus.jsonl", '{"_id": "p77", "text": "깨진 줄\n'), "corpus.jsonl", ", line 7: not valid JSON"),
-        (_append("corpus.jsonl", '{"_id": "p0", "text": "같은 아이디를 가진 두 번째 문단입니다."}\n'), "corpus.jsonl", "line 7: _id 'p0' is already on line 1"),
+        (
+            _append("corpus.jsonl", '{"_id": "p0", "text": "같은 아이디를 가진 두 번째 문단입니다."}\n'),
+            "corpus.jsonl",
+            "line 7: _id 'p0' is already on line 1",
+        ),
         (_write("queries.jsonl", '{"text": "아이디 없는 질문"}\n'), "queries.jsonl", ", line 1: no '_id' field"),
         (_append("qrels/test.tsv", "q1 p0 1\n"), "qrels/test.tsv", ", line 8: expected 3 tab-separated columns"),
         (_write("qrels/test.tsv", "q1\tp0\t1\n"), "qrels/test.tsv", "line 1: the first line must be the header"),

@@ -29,12 +29,17 @@ def test_tree_memory_counts_a_grandchild_in_its_parents_subtree(tmp_path):
 
 
 def test_run_configs_only_name_ops_in_the_selection():
-    config = run_bench.base_run_config({"synthetic_qd_pairs", "enhanced_synonyms", "neural_sparse_v1_model", "neural_sparse_v2_model"},
-                                       quick=True, llm_documents=None, training_steps=None)
+    config = run_bench.base_run_config(
+        {"synthetic_qd_pairs", "enhanced_synonyms", "neural_sparse_v1_model", "neural_sparse_v2_model"},
+        quick=True,
+        llm_documents=None,
+        training_steps=None,
+    )
     assert config["ops"]["synthetic_qd_pairs"] == {"config": {"max_documents": 6}}
     assert config["ops"]["neural_sparse_v1_model"] == {"config": {"steps": 20}}
     assert run_bench.restricted(config, ["neural_sparse_v2_model", "performance_comparison"]) == {
-        "ops": {"neural_sparse_v2_model": {"config": {"steps": 20}}}}
+        "ops": {"neural_sparse_v2_model": {"config": {"steps": 20}}}
+    }
     assert run_bench.restricted(config, ["documents"]) == {}
     changed = run_bench.merged(run_bench.restricted(config, ["synthetic_qd_pairs"]), "synthetic_qd_pairs", {"seed": 14})
     assert changed == {"ops": {"synthetic_qd_pairs": {"config": {"max_documents": 6, "seed": 14}}}}
@@ -45,13 +50,28 @@ def test_run_configs_only_name_ops_in_the_selection():
 
 def test_report_states_goals_and_failures():
     results = {
-        "command": "bench/run_bench.py", "finished": "now", "corpus": "KorQuAD", "machine": run_bench.machine_notes((1.0, 1.0, 1.0)),
+        "command": "bench/run_bench.py",
+        "finished": "now",
+        "corpus": "KorQuAD",
+        "machine": run_bench.machine_notes((1.0, 1.0, 1.0)),
         "full": {"wall_s": 1500.0, "peak_mb": 5000.0, "peak_rss_sum_mb": 5500.0, "run": {"steps": {}}},
-        "stages": {"mode": "job", "note": "n", "rows": [{"stage": "synthetic_qd_pairs", "group": "llm_generated", "wall_s": 600.0,
-                                                          "peak_mb": 6500.0, "peak_rss_sum_mb": 7000.0}]},
-        "rerun": {"training_settings_changed": {"change": "seed", "wall_s": 450.0, "peak_mb": 3000.0, "peak_rss_sum_mb": 3100.0,
-                                                "ratio_to_full": 0.3},
-                  "llm_settings_changed": {"wall_s": 10.0, "error": "resynthesis_job failed: boom"}},
+        "stages": {
+            "mode": "job",
+            "note": "n",
+            "rows": [
+                {"stage": "synthetic_qd_pairs", "group": "llm_generated", "wall_s": 600.0, "peak_mb": 6500.0, "peak_rss_sum_mb": 7000.0}
+            ],
+        },
+        "rerun": {
+            "training_settings_changed": {
+                "change": "seed",
+                "wall_s": 450.0,
+                "peak_mb": 3000.0,
+                "peak_rss_sum_mb": 3100.0,
+                "ratio_to_full": 0.3,
+            },
+            "llm_settings_changed": {"wall_s": 10.0, "error": "resynthesis_job failed: boom"},
+        },
         "encoding": {"skipped": "no model"},
         "latency": {"error": "ValueError: x"},
     }

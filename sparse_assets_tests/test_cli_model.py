@@ -32,8 +32,22 @@ def beir(tmp_path):
 def test_evaluate_writes_rows(tiny, beir, tmp_path, capsys):
     folder = tiny[0]
     out = tmp_path / "results.json"
-    code = main(["evaluate", "--model", str(folder), "--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl"),
-                 "--qrels", str(beir / "qrels.tsv"), "--bm25", "--output", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(folder),
+            "--corpus",
+            str(beir / "corpus.jsonl"),
+            "--queries",
+            str(beir / "queries.jsonl"),
+            "--qrels",
+            str(beir / "qrels.tsv"),
+            "--bm25",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "bm25" in printed and "model" in printed and "ndcg@10" in printed
@@ -53,8 +67,19 @@ def test_evaluate_says_which_queries_it_could_not_score(tiny, beir, tmp_path, ca
     lines = (beir / "qrels.tsv").read_text().splitlines()
     (beir / "qrels.tsv").write_text("\n".join(lines[:11]) + "\n")  # labels for 10 of the 40 queries
     out = tmp_path / "results.json"
-    args = ["evaluate", "--model", str(tiny[0]), "--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl"),
-            "--qrels", str(beir / "qrels.tsv"), "--output", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(tiny[0]),
+        "--corpus",
+        str(beir / "corpus.jsonl"),
+        "--queries",
+        str(beir / "queries.jsonl"),
+        "--qrels",
+        str(beir / "qrels.tsv"),
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     assert "30 of 40 queries have no relevance labels" in capsys.readouterr().err
     assert (json.loads(out.read_text())["queries"], json.loads(out.read_text())["unlabelled_queries"]) == (10, 30)

@@ -57,7 +57,9 @@ def test_a_one_megabyte_document_is_split_into_bounded_passages():
 
 
 def test_jsonl_and_parquet_records(tmp_path):
-    records = [{"id": "a", "title": "제목", "text": "첫 번째 문서의 본문은 충분히 길어야 한다. 그래서 두 문장을 쓴다.", "date": "2024-05-01"}]
+    records = [
+        {"id": "a", "title": "제목", "text": "첫 번째 문서의 본문은 충분히 길어야 한다. 그래서 두 문장을 쓴다.", "date": "2024-05-01"}
+    ]
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     parquet = tmp_path / "docs.parquet"
@@ -76,8 +78,11 @@ def test_jsonl_and_parquet_records(tmp_path):
         ("wrong.json", json.dumps({"data": [{"title": "x"}]}).encode(), "not SQuAD format (missing 'paragraphs')"),
         ("other.json", json.dumps({"rows": []}).encode(), "neither SQuAD format"),
         ("records.jsonl", b'{"body": "no text field"}\n', "record 1 has no string 'text' field"),
-        ("ids.jsonl", '{"id": "a", "text": "가"}\n{"id": "b", "text": "나"}\n{"id": "a", "text": "다"}\n'.encode(),
-         "records 1 and 3 have the same id 'a'; ids must be unique (or left out)"),
+        (
+            "ids.jsonl",
+            '{"id": "a", "text": "가"}\n{"id": "b", "text": "나"}\n{"id": "a", "text": "다"}\n'.encode(),
+            "records 1 and 3 have the same id 'a'; ids must be unique (or left out)",
+        ),
         ("table.csv", b"a,b\n", "unsupported file type '.csv'"),
     ],
 )

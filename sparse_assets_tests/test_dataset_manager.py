@@ -104,7 +104,9 @@ def test_the_cli_and_dataset_manager_use_the_dataset_root_of_the_environment(dat
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("SPARSE_ASSETS_DATASET", str(dataset))
     assert DatasetManager().base_path == dataset
-    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "clear", "base_model", "--yes"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "sparse_assets.cli", "clear", "base_model", "--yes"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert f"deleted {dataset.resolve() / 'base_model'}" in done.stdout
     assert (elsewhere / "dataset/base_model").exists() and not (dataset / "base_model").exists()
@@ -112,7 +114,9 @@ def test_the_cli_and_dataset_manager_use_the_dataset_root_of_the_environment(dat
 
 def test_console_script_and_a_corrupt_index(dataset):
     (dataset / "metadata.json").write_text("{not json")
-    done = subprocess.run([sys.executable, "-m", "sparse_assets.cli", "--dataset", str(dataset), "summary"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "sparse_assets.cli", "--dataset", str(dataset), "summary"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 2
     assert "metadata.json is not a valid metadata index" in done.stderr and "Traceback" not in done.stderr
     json.loads((dataset / "base_model/documents.json").read_text())  # artifacts untouched

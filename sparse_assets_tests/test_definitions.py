@@ -21,7 +21,11 @@ SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 def test_workspace_validates():
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
@@ -57,7 +61,8 @@ def definitions_snapshot() -> dict:
         checks[f"{check_key.asset_key.to_user_string()}:{check_key.name}"] = {"blocking": spec.blocking}
     jobs = {
         job.name: sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
-        for job in defs.resolve_all_job_defs() if not job.name.startswith("__")
+        for job in defs.resolve_all_job_defs()
+        if not job.name.startswith("__")
     }
     return {
         "assets": assets,

@@ -31,10 +31,18 @@ DAGSTER = Path(sys.executable).parent / "dagster"
 # the base group's inputs to training, the teacher's dense encodings included
 BASE_DATA = {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base", "document_embeddings", "teacher_scores"}
 # a v1 model small enough for a test (its quality checks are not the point here)
-TINY_V1 = {"ops": {"neural_sparse_v1_model": {"config": {
-    "steps": 8, "batch_size": 8, "layers": 2, "max_length": 128, "teacher_dense_weight": 0.0, "validation_fraction": 0.2}}}}
-K8S_ENV = {"SPARSE_ASSETS_DEPLOYMENT": "k8s", "SPARSE_ASSETS_IMAGE": "registry.example/sparse-assets:test",
-           "SPARSE_ASSETS_K8S_NAMESPACE": "ml"}
+TINY_V1 = {
+    "ops": {
+        "neural_sparse_v1_model": {
+            "config": {"steps": 8, "batch_size": 8, "layers": 2, "max_length": 128, "teacher_dense_weight": 0.0, "validation_fraction": 0.2}
+        }
+    }
+}
+K8S_ENV = {
+    "SPARSE_ASSETS_DEPLOYMENT": "k8s",
+    "SPARSE_ASSETS_IMAGE": "registry.example/sparse-assets:test",
+    "SPARSE_ASSETS_K8S_NAMESPACE": "ml",
+}
 
 
 def step_pod(op_name: str, op_tags: dict, executor_config: dict) -> dict:
@@ -46,12 +54,20 @@ def step_pod(op_name: str, op_tags: dict, executor_config: dict) -> dict:
 
     context = K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(executor_config.get("step_k8s_config", {})))
     context = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(dict(op_tags)))).merge(
-        K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(executor_config["per_step_k8s_config"].get(op_name, {}))))
+        K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(executor_config["per_step_k8s_config"].get(op_name, {})))
+    )
     job = construct_dagster_k8s_job(
-        DagsterK8sJobConfig(job_image=executor_config.get("job_image", "image"), dagster_home="/opt/dagster/dagster_home",
-                            instance_config_map="dagster-instance"),
-        ["dagster", "api", "execute_step"], f"dagster-step-{op_name.replace('_', '-')}", context.run_k8s_config,
-        f"dagster-step-{op_name.replace('_', '-')}", component="step_worker")
+        DagsterK8sJobConfig(
+            job_image=executor_config.get("job_image", "image"),
+            dagster_home="/opt/dagster/dagster_home",
+            instance_config_map="dagster-instance",
+        ),
+        ["dagster", "api", "execute_step"],
+        f"dagster-step-{op_name.replace('_', '-')}",
+        context.run_k8s_config,
+        f"dagster-step-{op_name.replace('_', '-')}",
+        component="step_worker",
+    )
     return ApiClient().sanitize_for_serialization(job)["spec"]["template"]["spec"]
 
 
@@ -60,8 +76,9 @@ def gpus_of(pod_spec: dict) -> int:
 
 
 def load_in_subprocess(env: dict, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 # ----------------------------------------------------------------------------- one setting
@@ -69,17 +86,28 @@ def load_in_subprocess(env: dict, code: str) -> subprocess.CompletedProcess:
 
 def test_definitions_validate_with_the_k8s_executor():
     env = {**os.environ, **K8S_ENV}
-    done = subprocess.run([str(DAGSTER), "definitions", "validate", "-m", "sparse_assets.defs.definitions"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(DAGSTER), "definitions", "validate", "-m", "sparse_assets.defs.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Validation successful" in done.stdout + done.stderr
 
-    probe = load_in_subprocess(K8S_ENV, (
-        "import json\n"
-        "from sparse_assets.defs.definitions import defs\n"
-        "jobs = {j: defs.resolve_job_def(j).executor_def.name for j in ('all_assets_job', 'base_job', 'resynthesis_job')}\n"
-        "client = type(defs.resources['llm_worker_client']).__name__\n"
-        "print(json.dumps({'jobs': jobs, 'client': client}))\n"))
+    probe = load_in_subprocess(
+        K8S_ENV,
+        (
+            "import json\n"
+            "from sparse_assets.defs.definitions import defs\n"
+            "jobs = {j: defs.resolve_job_def(j).executor_def.name for j in ('all_assets_job', 'base_job', 'resynthesis_job')}\n"
+            "client = type(defs.resources['llm_worker_client']).__name__\n"
+            "print(json.dumps({'jobs': jobs, 'client': client}))\n"
+        ),
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     loaded = json.loads(probe.stdout.strip().splitlines()[-1])
     assert set(loaded["jobs"].values()) == {"sparse_assets_k8s_executor"}
@@ -87,9 +115,13 @@ def test_definitions_validate_with_the_k8s_executor():
 
 
 def test_local_is_the_default_and_a_wrong_setting_is_named():
-    probe = load_in_subprocess({"SPARSE_ASSETS_DEPLOYMENT": ""}, (
-        "from sparse_assets.defs.definitions import defs\n"
-        "print(defs.resolve_job_def('all_assets_job').executor_def.name, type(defs.resources['llm_worker_client']).__name__)\n"))
+    probe = load_in_subprocess(
+        {"SPARSE_ASSETS_DEPLOYMENT": ""},
+        (
+            "from sparse_assets.defs.definitions import defs\n"
+            "print(defs.resolve_job_def('all_assets_job').executor_def.name, type(defs.resources['llm_worker_client']).__name__)\n"
+        ),
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert probe.stdout.split() == ["multi_or_in_process_executor", "PipesSubprocessClient"]
     assert read_environment({}).deployment == Deployment()
@@ -109,9 +141,14 @@ def test_local_is_the_default_and_a_wrong_setting_is_named():
 
 @pytest.mark.parametrize("launcher", ["pod", "subprocess"])
 def test_every_gpu_asset_gets_its_gpus_under_k8s(launcher):
-    k8s = read_environment({**K8S_ENV, "SPARSE_ASSETS_LLM_LAUNCHER": launcher,
-                            "SPARSE_ASSETS_LLM_GPUS": "2",  # tensor parallel over two GPUs
-                            "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx"}).deployment
+    k8s = read_environment(
+        {
+            **K8S_ENV,
+            "SPARSE_ASSETS_LLM_LAUNCHER": launcher,
+            "SPARSE_ASSETS_LLM_GPUS": "2",  # tensor parallel over two GPUs
+            "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx",
+        }
+    ).deployment
     config = deployment.executor_config(k8s)
     assert config["job_namespace"] == "ml" and config["job_image"] == K8S_ENV["SPARSE_ASSETS_IMAGE"]
     # the config is valid for dagster-k8s's executor (it is checked only when a run starts)
@@ -155,8 +192,9 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     from dagster_k8s.pipes import build_pod_body
     from kubernetes.client import ApiClient
 
-    k8s = read_environment({**K8S_ENV, "SPARSE_ASSETS_LLM_GPUS": "4", "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx",
-                            "SPARSE_ASSETS_SHARED_MOUNT": "/shared"}).deployment
+    k8s = read_environment(
+        {**K8S_ENV, "SPARSE_ASSETS_LLM_GPUS": "4", "SPARSE_ASSETS_SHARED_PVC": "sparse-assets-rwx", "SPARSE_ASSETS_SHARED_MOUNT": "/shared"}
+    ).deployment
     calls = []
     monkeypatch.setattr(PipesK8sClient, "run", lambda self, **kwargs: calls.append(kwargs) or "invocation")
     client = deployment.resource_overrides(k8s)["llm_worker_client"]
@@ -164,14 +202,20 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     # exactly the call sparse_assets.defs.assets.llm_generated.run_llm_worker makes
     llm = LLMResource(backend="openai", base_url="http://llm:8000/v1")
     command = [llm.python, "-m", "sparse_assets.llm.worker"]
-    result = client.run(context="ctx", command=command, extras={"job_file": "/shared/tmp/job.json"},
-                        env={"PYTHONPATH": str(PROJECT_ROOT)}, cwd=str(PROJECT_ROOT))
+    result = client.run(
+        context="ctx",
+        command=command,
+        extras={"job_file": "/shared/tmp/job.json"},
+        env={"PYTHONPATH": str(PROJECT_ROOT)},
+        cwd=str(PROJECT_ROOT),
+    )
     assert result == "invocation"
     [call] = calls
     assert call["image"] == K8S_ENV["SPARSE_ASSETS_IMAGE"] and call["namespace"] == "ml"
     assert call["command"] == command and call["extras"] == {"job_file": "/shared/tmp/job.json"}
-    pod = build_pod_body("worker", call["image"], call["command"], {**call["env"], "DAGSTER_PIPES_CONTEXT": "x"},
-                         None, call["base_pod_spec"])  # what the client would send to the API server
+    pod = build_pod_body(
+        "worker", call["image"], call["command"], {**call["env"], "DAGSTER_PIPES_CONTEXT": "x"}, None, call["base_pod_spec"]
+    )  # what the client would send to the API server
     body = ApiClient().sanitize_for_serialization(pod)
     container = body["spec"]["containers"][0]
     assert container["image"] == K8S_ENV["SPARSE_ASSETS_IMAGE"]
@@ -192,7 +236,9 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
     with pytest.raises(DagsterPipesExecutionError, match="LLM worker pod failed: .*OOMKilled"):
         client.run(context="ctx", command=command, extras={}, env={}, cwd="/app")
     with pytest.raises(DagsterPipesExecutionError, match="set SPARSE_ASSETS_IMAGE"):
-        deployment.k8s_worker_client(dataclasses.replace(k8s, image=None)).run(context="ctx", command=command, extras={}, env={}, cwd="/app")
+        deployment.k8s_worker_client(dataclasses.replace(k8s, image=None)).run(
+            context="ctx", command=command, extras={}, env={}, cwd="/app"
+        )
 
 
 @pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
@@ -211,7 +257,8 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     def emulated_pod(self, *, context, command, extras, env, image, namespace, base_pod_spec, **kwargs):
         pods.append({"image": image, "spec": base_pod_spec})
         return dg.PipesSubprocessClient(cwd=base_pod_spec["containers"][0]["workingDir"]).run(
-            context=context, command=command, extras=extras, env=env)
+            context=context, command=command, extras=extras, env=env
+        )
 
     monkeypatch.setattr(PipesK8sClient, "run", emulated_pod)
 
@@ -221,8 +268,11 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     with FakeOpenAI(question) as server:
         result = dg.materialize(
             [documents_stub, synthetic_qd_pairs],
-            resources={**io_managers(str(tmp_path / "dataset")), "llm": LLMResource(backend="openai", base_url=server.url),
-                       **deployment.resource_overrides(k8s)},
+            resources={
+                **io_managers(str(tmp_path / "dataset")),
+                "llm": LLMResource(backend="openai", base_url=server.url),
+                **deployment.resource_overrides(k8s),
+            },
         )
     assert result.success
     assert len(pods) == 1 and pods[0]["image"] == "registry.example/sparse-assets:test"
@@ -266,8 +316,9 @@ def test_a_base_group_materialization_round_trips_through_memory_fs(local_base, 
     # same content on both filesystems (documents are deterministic; pairs and IDF too)
     for name in ("base_model/documents.json", "base_model/eval_queries.json", "base_model/idf.json"):
         assert (remote / name).read_bytes() == (local_root / name).read_bytes(), name
-    assert pickle.loads((remote / "base_model/idf_statistics.pkl").read_bytes()) == \
-        pickle.loads((local_root / "base_model/idf_statistics.pkl").read_bytes())
+    assert pickle.loads((remote / "base_model/idf_statistics.pkl").read_bytes()) == pickle.loads(
+        (local_root / "base_model/idf_statistics.pkl").read_bytes()
+    )
     # and a downstream asset loads them back through the same IO managers
     seen = {}
 
@@ -296,12 +347,35 @@ def test_torchrun_trains_one_model_with_distributed_data_parallel(local_base, mo
 
     _, root = local_base
     out = tmp_path / "ddp_model"
-    settings = {"steps": 3, "batch_size": 4, "layers": 2, "max_length": 32, "validation_fraction": 0.2, "threads": 1}  # 32-token windows: each process holds [documents, tokens, 250k vocabulary] logits
+    settings = {
+        "steps": 3,
+        "batch_size": 4,
+        "layers": 2,
+        "max_length": 32,
+        "validation_fraction": 0.2,
+        "threads": 1,
+    }  # 32-token windows: each process holds [documents, tokens, 250k vocabulary] logits
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "sparse_assets.defs.train_multi_gpu",
-         "--dataset", str(root), "--out", str(out), "--settings", json.dumps(settings)],
-        cwd=REPO, env={**os.environ, "SPARSE_ASSETS_CACHE": str(model_cache), "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sparse_assets.defs.train_multi_gpu",
+            "--dataset",
+            str(root),
+            "--out",
+            str(out),
+            "--settings",
+            json.dumps(settings),
+        ],
+        cwd=REPO,
+        env={**os.environ, "SPARSE_ASSETS_CACHE": str(model_cache), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"world_size"')))
     assert summary["world_size"] == 2 and summary["steps"] == 3 and summary["validation"]["queries"] > 0

@@ -46,8 +46,14 @@ def start_materialize(select: str, env: dict, log: Path) -> subprocess.Popen:
     """`dagster asset materialize --select SELECT` in its own process group (so that a test can
     signal or kill all of it), its output in `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.defs.definitions", "--select", select],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [str(DAGSTER), "asset", "materialize", "-m", "sparse_assets.defs.definitions", "--select", select],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def io_manager_key(relative_path: str) -> str:
@@ -89,8 +95,7 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 
 def materialize_base(root: Path, sources: list[str], cache: Path, **kwargs) -> dg.ExecuteInProcessResult:
     defs = build_definitions(root, sources, cache_dir=cache)
-    return dg.materialize([*DATA_ASSETS, eval_queries_are_not_training_queries], resources=defs.resources,
-                          raise_on_error=False, **kwargs)
+    return dg.materialize([*DATA_ASSETS, eval_queries_are_not_training_queries], resources=defs.resources, raise_on_error=False, **kwargs)
 
 
 @dg.asset(name="pairs_probe")
@@ -136,24 +141,43 @@ def _write(path: Path, content: bytes) -> str:
 
 def _korean_as_english(tmp: Path) -> str:
     data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
-    data["data"] = [{"title": "English", "paragraphs": [
-        {"context": "An English paragraph about the history of the city and its long river, with no Korean at all.", "qas": []}]}]
+    data["data"] = [
+        {
+            "title": "English",
+            "paragraphs": [
+                {"context": "An English paragraph about the history of the city and its long river, with no Korean at all.", "qas": []}
+            ],
+        }
+    ]
     return _write(tmp / "english_squad.json", json.dumps(data).encode())
 
 
 @pytest.mark.parametrize(
     "make_source, expected",
     [
-        pytest.param(lambda tmp: _write(tmp / "empty.json", b'{"version": "1", "data": []}'),
-                     ["empty.json holds no passages (an empty file?): fix it or remove it from the corpus sources"], id="empty-corpus"),
+        pytest.param(
+            lambda tmp: _write(tmp / "empty.json", b'{"version": "1", "data": []}'),
+            ["empty.json holds no passages (an empty file?): fix it or remove it from the corpus sources"],
+            id="empty-corpus",
+        ),
         pytest.param(lambda tmp: _write(tmp / "empty.jsonl", b""), ["empty.jsonl holds no passages", "CORPUS="], id="empty-jsonl"),
-        pytest.param(lambda tmp: _write(tmp / "cp949.json", json.dumps({"data": [{"title": "제목", "paragraphs": []}]},
-                                                                          ensure_ascii=False).encode("cp949")),
-                     ["is not UTF-8", "cp949.json"], id="non-utf8"),
-        pytest.param(lambda tmp: _write(tmp / "wrong.json", json.dumps({"data": [{"title": "x", "context": "본문"}]}).encode()),
-                     ["not SQuAD format (missing 'paragraphs')"], id="wrong-squad-schema"),
-        pytest.param(lambda tmp: _write(tmp / "broken.json", b'{"data": [{"title": "x", "paragraphs": ['),
-                     ["not valid JSON"], id="corrupt-json-source"),
+        pytest.param(
+            lambda tmp: _write(
+                tmp / "cp949.json", json.dumps({"data": [{"title": "제목", "paragraphs": []}]}, ensure_ascii=False).encode("cp949")
+            ),
+            ["is not UTF-8", "cp949.json"],
+            id="non-utf8",
+        ),
+        pytest.param(
+            lambda tmp: _write(tmp / "wrong.json", json.dumps({"data": [{"title": "x", "context": "본문"}]}).encode()),
+            ["not SQuAD format (missing 'paragraphs')"],
+            id="wrong-squad-schema",
+        ),
+        pytest.param(
+            lambda tmp: _write(tmp / "broken.json", b'{"data": [{"title": "x", "paragraphs": ['),
+            ["not valid JSON"],
+            id="corrupt-json-source",
+        ),
         pytest.param(_korean_as_english, ["no documents left after filtering 1 passages", "low_hangul"], id="no-hangul"),
     ],
 )
@@ -209,11 +233,15 @@ def test_a_one_megabyte_document_goes_through_documents_in_bounded_passages(data
         ("qd_pairs_base", "max_terms", 0, "greater than or equal to 1"),
     ],
 )
-def test_an_out_of_range_setting_fails_before_the_step_works_naming_field_and_bound(dataset, tmp_path, model_cache, asset, setting, value, expected):
+def test_an_out_of_range_setting_fails_before_the_step_works_naming_field_and_bound(
+    dataset, tmp_path, model_cache, asset, setting, value, expected
+):
     root, before = dataset
     started = time.perf_counter()
     selection = ["documents", "eval_queries"] if asset == "documents" else [asset]  # upstream assets load from the dataset
-    result = materialize_base(root, ["embedded"], model_cache, selection=selection, run_config={"ops": {asset: {"config": {setting: value}}}})
+    result = materialize_base(
+        root, ["embedded"], model_cache, selection=selection, run_config={"ops": {asset: {"config": {setting: value}}}}
+    )
     assert not result.success
     message = failure_message(result)
     assert setting in message and expected in message and f"input_value={value}" in message, message[-800:]
@@ -338,7 +366,7 @@ def test_artifact_deleted_behind_the_index_shows_missing_and_names_what_to_remat
 
 # ----------------------------------------------------------------------------- a crash during a write
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os, time
 _fsync = os.fsync
 def fsync(fd):
@@ -352,7 +380,7 @@ def fsync(fd):
         time.sleep(300)
     return _fsync(fd)
 os.fsync = fsync
-'''
+"""
 
 
 @pytest.mark.processes
@@ -363,9 +391,16 @@ def test_sigkill_of_a_real_materialization_mid_write_keeps_the_previous_artifact
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     marker = tmp_path / "mid-write"
     other = korquad_slice(tmp_path / "other.json", articles=2, start=5)  # different documents: a real rewrite
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home(tmp_path)), "SPARSE_ASSETS_DATASET": str(root),
-           "SPARSE_ASSETS_CORPUS": str(other), "SPARSE_ASSETS_CACHE": str(model_cache),
-           "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "FAULT_FILE": "documents.json", "FAULT_MARKER": str(marker)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(tmp_path)),
+        "SPARSE_ASSETS_DATASET": str(root),
+        "SPARSE_ASSETS_CORPUS": str(other),
+        "SPARSE_ASSETS_CACHE": str(model_cache),
+        "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}",
+        "FAULT_FILE": "documents.json",
+        "FAULT_MARKER": str(marker),
+    }
     log = tmp_path / "materialize.log"
     process = start_materialize("documents,eval_queries", env, log)
     try:
@@ -412,9 +447,16 @@ def test_a_second_run_on_a_dataset_root_in_use_fails_at_once_naming_the_first(da
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     marker = tmp_path / "mid-write"
     home = dagster_home(tmp_path)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SPARSE_ASSETS_DATASET": str(root),
-           "SPARSE_ASSETS_CORPUS": str(korquad_slice(tmp_path / "a.json", articles=2, start=5)), "SPARSE_ASSETS_CACHE": str(model_cache),
-           "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "FAULT_FILE": "documents.json", "FAULT_MARKER": str(marker)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SPARSE_ASSETS_DATASET": str(root),
+        "SPARSE_ASSETS_CORPUS": str(korquad_slice(tmp_path / "a.json", articles=2, start=5)),
+        "SPARSE_ASSETS_CACHE": str(model_cache),
+        "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}",
+        "FAULT_FILE": "documents.json",
+        "FAULT_MARKER": str(marker),
+    }
     log = tmp_path / "run_a.log"
     process = start_materialize("documents,eval_queries", env, log)
     other = korquad_slice(tmp_path / "b.json", articles=2, start=8)
@@ -449,7 +491,9 @@ def test_an_llm_that_returns_junk_for_every_document(dataset, model_cache):
     defs = build_definitions(root, ["unused"], cache_dir=model_cache)
     with FakeOpenAI(lambda prompt, i: " ### lorem ipsum dolor ###") as server:
         result = dg.materialize(
-            [*base_assets, synthetic_qd_pairs], selection=[synthetic_qd_pairs.key], raise_on_error=False,
+            [*base_assets, synthetic_qd_pairs],
+            selection=[synthetic_qd_pairs.key],
+            raise_on_error=False,
             resources={**defs.resources, "llm": LLMResource(backend="openai", base_url=server.url)},
             run_config={"ops": {"synthetic_qd_pairs": {"config": {"max_documents": 3}}}},
         )
@@ -479,18 +523,29 @@ def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
     with FakeOpenAI(slow) as server:
-        env = {**os.environ, "DAGSTER_HOME": str(home), "SPARSE_ASSETS_DATASET": str(root), "SPARSE_ASSETS_CORPUS": "unused",
-               "SPARSE_ASSETS_CACHE": str(model_cache), "SPARSE_ASSETS_LLM_BACKEND": "openai",
-               "SPARSE_ASSETS_LLM_BASE_URL": server.url, "PYTHONPATH": str(REPO)}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "SPARSE_ASSETS_DATASET": str(root),
+            "SPARSE_ASSETS_CORPUS": "unused",
+            "SPARSE_ASSETS_CACHE": str(model_cache),
+            "SPARSE_ASSETS_LLM_BACKEND": "openai",
+            "SPARSE_ASSETS_LLM_BASE_URL": server.url,
+            "PYTHONPATH": str(REPO),
+        }
         log = tmp_path / "run.log"
         process = start_materialize("synthetic_qd_pairs", env, log)
         try:
             deadline = time.time() + 120
             while not server.requests and time.time() < deadline and process.poll() is None:
                 time.sleep(0.2)
-            assert server.requests, "the worker never reached the LLM server:\n" + "\n".join(line for line in log.read_text().splitlines() if "rror" in line or "STEP_FAILURE" in line)[-4000:]
-            workers = [p for p in psutil.Process(process.pid).children(recursive=True)
-                       if "sparse_assets.llm.worker" in " ".join(p.cmdline())]
+            assert server.requests, (
+                "the worker never reached the LLM server:\n"
+                + "\n".join(line for line in log.read_text().splitlines() if "rror" in line or "STEP_FAILURE" in line)[-4000:]
+            )
+            workers = [
+                p for p in psutil.Process(process.pid).children(recursive=True) if "sparse_assets.llm.worker" in " ".join(p.cmdline())
+            ]
             assert len(workers) == 1
             pool = instance.event_log_storage.get_concurrency_info("gpu")
             assert pool.limit == 1 and pool.active_slot_count == 1  # the step holds the GPU pool's one slot
@@ -503,8 +558,11 @@ def test_cancelling_a_run_during_the_llm_step_ends_the_worker_and_frees_the_gpu_
             release.set()
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-        assert not any("sparse_assets.llm.worker" in " ".join(p.cmdline()) for p in psutil.process_iter()
-                       if p.pid in {w.pid for w in workers} and p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
+        assert not any(
+            "sparse_assets.llm.worker" in " ".join(p.cmdline())
+            for p in psutil.process_iter()
+            if p.pid in {w.pid for w in workers} and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        )
         pool = instance.event_log_storage.get_concurrency_info("gpu")
         assert pool.active_slot_count == 0 and not pool.claimed_slots, f"GPU pool still claimed: {pool.claimed_slots}"
         status = instance.get_run_by_id(run.run_id).status

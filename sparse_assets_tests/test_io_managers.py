@@ -92,8 +92,9 @@ def test_a_handed_over_model_folder_is_removed_once_in_place_and_others_are_kept
         return handover
 
     root = tmp_path / "dataset"
-    assert dg.materialize([neural_sparse_v1_model, neural_sparse_v2_model, idf_statistics, documents],
-                          resources=io_managers(str(root))).success
+    assert dg.materialize(
+        [neural_sparse_v1_model, neural_sparse_v2_model, idf_statistics, documents], resources=io_managers(str(root))
+    ).success
     assert not built.exists()  # the temp folder the asset built in is gone
     assert (root / "enhanced_model/neural_sparse_v2_model/config.json").exists()
     assert (model_source / "model.safetensors").exists()  # a folder the asset did not build is left alone
@@ -106,7 +107,10 @@ def test_a_model_folder_holding_pickled_weights_is_refused(tmp_path, model_sourc
     assert dg.materialize(ALL, resources=io_managers(str(root))).success
     (root / "base_model/neural_sparse_v1_model/pytorch_model.bin").write_bytes(pickle.dumps({"weights": 1}))
     DatasetManager(root).accept("base_model/neural_sparse_v1_model")
-    with pytest.raises(CorruptArtifactError, match=r"holds pickled files \['pytorch_model.bin'\].*safetensors only.*re-materialize 'neural_sparse_v1_model'"):
+    with pytest.raises(
+        CorruptArtifactError,
+        match=r"holds pickled files \['pytorch_model.bin'\].*safetensors only.*re-materialize 'neural_sparse_v1_model'",
+    ):
         io_managers(str(root))["model_io_manager"].load_input(dg.build_input_context(asset_key=dg.AssetKey("neural_sparse_v1_model")))
 
 
@@ -135,7 +139,9 @@ print(local)
 def test_a_model_folder_downloaded_from_a_remote_root_is_removed_when_the_process_ends(model_source):
     """A remote root's model folder is copied to a local temp folder to load from; the process that
     loaded it removes the copy when it ends (each step's own process under the multiprocess executor)."""
-    done = subprocess.run([sys.executable, "-c", REMOTE_MODEL_READER, str(model_source)], check=False, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", REMOTE_MODEL_READER, str(model_source)], check=False, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     local = Path(done.stdout.strip().splitlines()[-1])
     assert local.name == "neural_sparse_v1_model" and "sparse_assets_model_" in local.parent.name
@@ -172,7 +178,10 @@ storage.os.{hook} = hang
     "hook, call",
     [
         ("fsync", "storage.atomic_write_bytes(UPath(sys.argv[1]) / 'base_model/documents.json', b'[' * 5_000_000)"),
-        ("replace", "from pathlib import Path; storage.atomic_replace_folder(Path(sys.argv[3]), UPath(sys.argv[1]) / 'base_model/neural_sparse_v1_model')"),
+        (
+            "replace",
+            "from pathlib import Path; storage.atomic_replace_folder(Path(sys.argv[3]), UPath(sys.argv[1]) / 'base_model/neural_sparse_v1_model')",
+        ),
     ],
 )
 def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_source, hook, call):
@@ -191,7 +200,9 @@ def test_sigkill_during_a_write_leaves_the_previous_artifact(tmp_path, model_sou
     assert marker.exists(), "the writer never reached the middle of its write"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".tmp" not in p.name and not any(".tmp" in part for part in p.parts)}
+    after = {
+        p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".tmp" not in p.name and not any(".tmp" in part for part in p.parts)
+    }
     assert after == before
     # and the artifacts still load through the IO managers
     assert dg.materialize(ALL, resources=io_managers(str(root)), selection=[qd_pairs_base.key]).success

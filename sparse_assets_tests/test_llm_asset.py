@@ -18,6 +18,7 @@ from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, sta
 
 pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
 
+
 @dg.asset(name="bilingual_synonyms")
 def synonyms_stub() -> dict[str, list[str]]:
     return {"경찰": ["police", "banana"], "대통령": ["president"]}
@@ -79,8 +80,9 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
     assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
 
     # 3. nothing listens on the port: unreachable, named as such
-    result = materialize(tmp_path, LLMResource(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"),
-                         config={"temperature": 0.55})
+    result = materialize(
+        tmp_path, LLMResource(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"), config={"temperature": 0.55}
+    )
     message = failure_message(result)
     assert "BackendUnreachable" in message and "unreachable" in message
 
@@ -91,8 +93,12 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
     # 5. the worker dies after its first batch (SIGKILL-like exit without an error report): the two
     # prompts it finished are kept, so the next run asks only for the other three
     with FakeOpenAI(good_question) as server:
-        result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url, batch_size=2),
-                             env={"SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES": "1"}, config={"temperature": 0.65})
+        result = materialize(
+            tmp_path,
+            LLMResource(backend="openai", base_url=server.url, batch_size=2),
+            env={"SPARSE_ASSETS_WORKER_ABORT_AFTER_BATCHES": "1"},
+            config={"temperature": 0.65},
+        )
     message = failure_message(result)
     assert "LLM worker died" in message and "after 2 of 5 prompts" in message
     assert hashlib.sha256(artifact(tmp_path).read_bytes()).hexdigest() == digest
@@ -119,8 +125,13 @@ def test_store_generates_only_what_changed(tmp_path):
     def run(documents, config=None):
         asked.clear()
         with FakeOpenAI(good_question) as server:
-            result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url), config=config,
-                                 assets=[documents_asset(documents), synthetic_qd_pairs], instance=instance)
+            result = materialize(
+                tmp_path,
+                LLMResource(backend="openai", base_url=server.url),
+                config=config,
+                assets=[documents_asset(documents), synthetic_qd_pairs],
+                instance=instance,
+            )
             asked.extend(last_title(r["prompt"]) for r in server.requests)
         assert result.success
         run_ids.append(result.run_id)
@@ -150,8 +161,9 @@ def test_store_generates_only_what_changed(tmp_path):
 
 
 def test_missing_llm_environment_is_named(tmp_path):
-    result = materialize(tmp_path, LLMResource(backend="openai", base_url="http://127.0.0.1:9/v1",
-                                               python=str(tmp_path / "nope" / "python")))
+    result = materialize(
+        tmp_path, LLMResource(backend="openai", base_url="http://127.0.0.1:9/v1", python=str(tmp_path / "nope" / "python"))
+    )
     assert "make llm-env" in failure_message(result)
 
 
@@ -169,8 +181,7 @@ def test_enhanced_synonyms_with_openai_backend(tmp_path):
                 "llm": LLMResource(backend="openai", base_url=server.url),
                 "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
             },
-            run_config={"ops": {"enhanced_synonyms": {"config": {
-                "expand_terms": 50, "enforce_verdicts": True, "accept_additions": True}}}},
+            run_config={"ops": {"enhanced_synonyms": {"config": {"expand_terms": 50, "enforce_verdicts": True, "accept_additions": True}}}},
         )
     value = result.output_for_node("enhanced_synonyms")
     assert value["synonyms"]["대통령"] == ["president"]
@@ -193,8 +204,9 @@ def test_base_model_verdicts_flag_without_changing_the_dictionary():
         "judge": [{"id": "judge#경제#economy", "texts": [" 아니오"]}, {"id": "judge#경제#economic", "texts": [" 예"]}],
         "expand": [{"id": "expand#김영삼", "texts": [" kim jong-il, president"]}],
     }
-    value, counts = merge({"경제": ["economy", "economic"]}, results,
-                          SynonymSettings(enforce_verdicts=False, accept_additions=False), "gemma")
+    value, counts = merge(
+        {"경제": ["economy", "economic"]}, results, SynonymSettings(enforce_verdicts=False, accept_additions=False), "gemma"
+    )
     assert value["synonyms"] == {"경제": ["economy", "economic"]}
     assert (counts["flagged"], counts["kept"], counts["proposed"], counts["added"]) == (1, 1, 2, 0)
     assert {v["verdict"] for v in value["verdicts"]} == {"flagged", "keep", "proposed"}
@@ -222,8 +234,9 @@ def test_cancelling_the_run_ends_the_worker(tmp_path):
             while not server.requests and time.time() < deadline and process.poll() is None:
                 time.sleep(0.2)
             assert server.requests, f"the worker never reached the server:\n{log.read_text()[-3000:]}"
-            workers = [p for p in psutil.Process(process.pid).children(recursive=True)
-                       if "sparse_assets.llm.worker" in " ".join(p.cmdline())]
+            workers = [
+                p for p in psutil.Process(process.pid).children(recursive=True) if "sparse_assets.llm.worker" in " ".join(p.cmdline())
+            ]
             assert len(workers) == 1
             process.send_signal(signal.SIGINT)
             workers[0].wait(timeout=30)  # raises TimeoutExpired if the worker outlives the cancel

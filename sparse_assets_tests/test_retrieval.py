@@ -99,5 +99,7 @@ def test_check_helpers():
     few = {"minus_idf_only_ndcg@10": -0.01, "minus_idf_only_ci_low": -0.05, "minus_idf_only_ci_high": 0.03, "queries": 44}
     ok, text = check_beats_idf_only(0.70, 0.72, gain=few)
     assert not ok and "-0.0100 (95% CI -0.0500 .. +0.0300) on 44 held-out pseudo-queries, level" in text
-    ok, text = check_beats_idf_only(0.80, 0.70, gain={**few, "minus_idf_only_ndcg@10": 0.1, "minus_idf_only_ci_low": 0.06, "minus_idf_only_ci_high": 0.14})
+    ok, text = check_beats_idf_only(
+        0.80, 0.70, gain={**few, "minus_idf_only_ndcg@10": 0.1, "minus_idf_only_ci_low": 0.06, "minus_idf_only_ci_high": 0.14}
+    )
     assert ok and text.endswith("pseudo-queries, above")

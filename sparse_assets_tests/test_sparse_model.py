@@ -45,7 +45,9 @@ def test_training_moves_loss_and_writes_a_loadable_folder(tiny):
     assert report.train_pairs + report.validation_pairs <= len(pairs) and report.validation_pairs > 0
     model = load_sparse_encoder(folder)
     tok = folder_tokenizer(folder)
-    assert model.get_embedding_dimension() == len(tok.get_vocab()) == len(folder_tokenizer(folder / "document_0_Transformer"))  # full vocabulary
+    assert (
+        model.get_embedding_dimension() == len(tok.get_vocab()) == len(folder_tokenizer(folder / "document_0_Transformer"))
+    )  # full vocabulary
     assert model.get_embedding_dimension() > 200_000
     weights = read_idf_json(folder / "idf.json", tok)
     assert (weights > 0).sum() > 500
@@ -131,7 +133,9 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
     assert [r.passed for r in healthy][:2] == [True, True]
     assert not any(r.passed for r in model_check_results({}, SparseTrainingConfig()))
     # the config's bounds decide: a floor above the healthy model's active dims fails it
-    strict = model_check_results(report.validation[-1], SparseTrainingConfig(min_doc_active_dims=report.validation[-1]["doc_active_dims"] + 1))
+    strict = model_check_results(
+        report.validation[-1], SparseTrainingConfig(min_doc_active_dims=report.validation[-1]["doc_active_dims"] + 1)
+    )
     assert strict[0].passed is False and "outside" in strict[0].description
 
 
@@ -200,7 +204,10 @@ def test_train_model_asset_metadata_and_checks(base_encoder_dir):
     assert "| step | loss |" in metadata["loss_curve"].value
     assert metadata["config"].value["layers"] == 2
     assert metadata["validation_doc_active_dims"] > 10
-    assert [(r.check_name, r.passed) for r in checks][:2] == [("active_dims", True), ("zero_vectors", True)]  # dims within bounds, no zero vectors
+    assert [(r.check_name, r.passed) for r in checks][:2] == [
+        ("active_dims", True),
+        ("zero_vectors", True),
+    ]  # dims within bounds, no zero vectors
     shutil.rmtree(folder)  # the model IO manager would have removed this handover folder
 
 

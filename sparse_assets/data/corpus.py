@@ -202,7 +202,9 @@ def _records_to_documents(records: Iterable, source: str) -> Iterator[Document]:
         if record.get("id") not in (None, ""):
             earlier = first_with_id.setdefault(str(record["id"]), number)
             if earlier != number:
-                raise CorpusError(f"{source}: records {earlier} and {number} have the same id {str(record['id'])!r}; ids must be unique (or left out)")
+                raise CorpusError(
+                    f"{source}: records {earlier} and {number} have the same id {str(record['id'])!r}; ids must be unique (or left out)"
+                )
         doc = Document(id=str(record.get("id") or ""), title=str(record.get("title") or ""), text=record["text"], source=source)
         if record.get("date"):
             doc["date"] = str(record["date"])[:10]
@@ -252,13 +254,17 @@ def beir_files(folder: str | Path, source: str | None = None) -> tuple[Path, Pat
     present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
     for name, shape in (("corpus.jsonl", '{"_id", "title", "text"}'), ("queries.jsonl", '{"_id", "text"}')):
         if not (folder / name).is_file():
-            raise CorpusError(f"{folder / name} not found{named} (the folder holds: {present}); {layout}, {name} with one {shape} object per line")
+            raise CorpusError(
+                f"{folder / name} not found{named} (the folder holds: {present}); {layout}, {name} with one {shape} object per line"
+            )
     for name in BEIR_QRELS:
         if (folder / name).is_file():
             return folder / "corpus.jsonl", folder / "queries.jsonl", folder / name
     splits = sorted(p.relative_to(folder).as_posix() for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
     fix = f"found {', '.join(splits)}: copy or link the split to evaluate on to qrels/test.tsv" if splits else layout
-    raise CorpusError(f"{folder / BEIR_QRELS[0]} not found, nor {folder / BEIR_QRELS[1]}{named}; {fix} ({BEIR_QRELS_HEADER} with a header line)")
+    raise CorpusError(
+        f"{folder / BEIR_QRELS[0]} not found, nor {folder / BEIR_QRELS[1]}{named}; {fix} ({BEIR_QRELS_HEADER} with a header line)"
+    )
 
 
 def _beir_lines(path: Path, kind: str, shape: str) -> Iterator[tuple[int, dict]]:
@@ -269,7 +275,9 @@ def _beir_lines(path: Path, kind: str, shape: str) -> Iterator[tuple[int, dict]]
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise CorpusError(f"{path}, line {number}: not valid JSON ({error.msg}); a BEIR {kind} file has one {shape} object per line") from None
+            raise CorpusError(
+                f"{path}, line {number}: not valid JSON ({error.msg}); a BEIR {kind} file has one {shape} object per line"
+            ) from None
         if not isinstance(row, dict) or row.get("_id") in (None, ""):
             raise CorpusError(f"{path}, line {number}: no '_id' field; BEIR {kind} lines look like {shape}")
         yield number, row
@@ -285,7 +293,7 @@ def read_beir_corpus(path: str | Path, source: str | None = None) -> list[Docume
     """BEIR corpus.jsonl -> Documents {id and source_id: `_id`, title, text, source: `source` or the path}."""
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(f"{path}: corpus file not found; a BEIR corpus.jsonl has one {{\"_id\", \"title\", \"text\"}} object per line")
+        raise CorpusError(f'{path}: corpus file not found; a BEIR corpus.jsonl has one {{"_id", "title", "text"}} object per line')
     documents, first_line = [], {}
     for number, row in _beir_lines(path, "corpus", '{"_id": ..., "title": ..., "text": ...}'):
         if not isinstance(row.get("text"), str) or not isinstance(row.get("title") or "", str):
@@ -294,7 +302,9 @@ def read_beir_corpus(path: str | Path, source: str | None = None) -> list[Docume
         _unique(path, number, key, first_line)
         documents.append(Document(id=key, title=row.get("title") or "", text=row["text"], source=source or str(path), source_id=key))
     if not documents:
-        raise CorpusError(f"{path}: no passages (the file is empty); give a corpus.jsonl with one {{\"_id\", \"title\", \"text\"}} object per line")
+        raise CorpusError(
+            f'{path}: no passages (the file is empty); give a corpus.jsonl with one {{"_id", "title", "text"}} object per line'
+        )
     return documents
 
 
@@ -302,7 +312,7 @@ def read_beir_queries(path: str | Path) -> dict[str, str]:
     """BEIR queries.jsonl -> {query id: text}."""
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(f"{path}: queries file not found; a BEIR queries.jsonl has one {{\"_id\", \"text\"}} object per line")
+        raise CorpusError(f'{path}: queries file not found; a BEIR queries.jsonl has one {{"_id", "text"}} object per line')
     queries, first_line = {}, {}
     for number, row in _beir_lines(path, "queries", '{"_id": ..., "text": ...}'):
         if not isinstance(row.get("text"), str) or not row["text"].strip():
@@ -311,7 +321,7 @@ def read_beir_queries(path: str | Path) -> dict[str, str]:
         _unique(path, number, key, first_line)
         queries[key] = row["text"]
     if not queries:
-        raise CorpusError(f"{path}: no queries (the file is empty); give a queries.jsonl with one {{\"_id\", \"text\"}} object per line")
+        raise CorpusError(f'{path}: no queries (the file is empty); give a queries.jsonl with one {{"_id", "text"}} object per line')
     return queries
 
 
@@ -364,7 +374,9 @@ def read_beir(corpus_path: str | Path, queries_path: str | Path, qrels_path: str
     unknown_docs = list(dict.fromkeys(d for judged in qrels.values() for d in judged if d not in corpus_ids))
     if unknown_docs:
         judged = len({d for judged in qrels.values() for d in judged})
-        problems.append(f"{len(unknown_docs)} of its {judged} judged corpus ids are not in {corpus_path} (e.g. {', '.join(unknown_docs[:3])})")
+        problems.append(
+            f"{len(unknown_docs)} of its {judged} judged corpus ids are not in {corpus_path} (e.g. {', '.join(unknown_docs[:3])})"
+        )
     if problems:
         raise CorpusError(
             f"{qrels_path}: {'; '.join(problems)}: the qrels belong to another data set; give the matching corpus.jsonl / queries.jsonl / qrels"

@@ -38,7 +38,9 @@ def human_eval_queries(
             if doc is None:
                 orphaned += 1
                 continue
-            queries.append(EvalQuery(id=question.id, query=normalize_text(question.question), positive_id=doc["id"], source=doc["source"], human=True))
+            queries.append(
+                EvalQuery(id=question.id, query=normalize_text(question.question), positive_id=doc["id"], source=doc["source"], human=True)
+            )
             used_ids.add(question.id)
             continue
         if resolved is None:

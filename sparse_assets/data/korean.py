@@ -43,10 +43,7 @@ def morphemes(texts: Sequence[str], content_only: bool = True) -> list[list[str]
     if not texts:
         return []
     analysed = kiwi().tokenize(list(texts))
-    return [
-        [token.form for token in tokens if not content_only or token.tag.startswith(CONTENT_TAG_PREFIXES)]
-        for tokens in analysed
-    ]
+    return [[token.form for token in tokens if not content_only or token.tag.startswith(CONTENT_TAG_PREFIXES)] for tokens in analysed]
 
 
 def nouns(texts: Sequence[str]) -> list[list[str]]:

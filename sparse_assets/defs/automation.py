@@ -6,8 +6,14 @@ LLM_GROUP = "llm_generated"
 ENHANCED_GROUP = "enhanced_model"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
-all_assets_job = dg.define_asset_job("all_assets_job", selection=dg.AssetSelection.all(), description="Materialize every asset (what `make run` runs).")
-base_job = dg.define_asset_job("base_job", selection=dg.AssetSelection.groups("base_model"), description="The base_model group: corpus, IDF, synonyms, pairs, v1 model.")
+all_assets_job = dg.define_asset_job(
+    "all_assets_job", selection=dg.AssetSelection.all(), description="Materialize every asset (what `make run` runs)."
+)
+base_job = dg.define_asset_job(
+    "base_job",
+    selection=dg.AssetSelection.groups("base_model"),
+    description="The base_model group: corpus, IDF, synonyms, pairs, v1 model.",
+)
 resynthesis_job = dg.define_asset_job(
     "resynthesis_job",
     selection=dg.AssetSelection.groups(LLM_GROUP, ENHANCED_GROUP),

@@ -38,17 +38,24 @@ def evaluate_checks(
 
 def model_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
     """The checks a model asset declares (and reports with `model_check_results`)."""
-    return [dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=blocking) for name, (text, blocking) in MODEL_CHECKS.items()]
+    return [
+        dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=blocking) for name, (text, blocking) in MODEL_CHECKS.items()
+    ]
 
 
 def model_check_results(validation: dict, config) -> list[dg.AssetCheckResult]:
     """The results of `model_check_specs` for a training run's last validation record; `config`
     (SparseTrainingConfig) holds the bounds."""
-    verdicts = evaluate_checks(validation, config.min_doc_active_dims, config.max_doc_active_dims, MAX_ZERO_SHARE, config.min_gain_over_idf_only)
+    verdicts = evaluate_checks(
+        validation, config.min_doc_active_dims, config.max_doc_active_dims, MAX_ZERO_SHARE, config.min_gain_over_idf_only
+    )
     numbers = {key: float(value) for key, value in validation.items() if isinstance(value, (int, float))}
     return [
         dg.AssetCheckResult(
-            check_name=name, passed=passed, description=text, metadata={"result": text, **numbers},
+            check_name=name,
+            passed=passed,
+            description=text,
+            metadata={"result": text, **numbers},
             severity=dg.AssetCheckSeverity.ERROR if MODEL_CHECKS[name][1] else dg.AssetCheckSeverity.WARN,
         )
         for name, (passed, text) in verdicts.items()

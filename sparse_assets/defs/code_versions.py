@@ -22,8 +22,14 @@ def code_version(*modules: str) -> str:
     return digest.hexdigest()[:12]
 
 
-_TRAINING = ("training.sparse_training", "training.teacher", "training.pairs", "encoder.sparse_model",
-             "encoder.length_normalization", "encoder.mlm_base")
+_TRAINING = (
+    "training.sparse_training",
+    "training.teacher",
+    "training.pairs",
+    "encoder.sparse_model",
+    "encoder.length_normalization",
+    "encoder.mlm_base",
+)
 _LLM = ("llm.worker", "llm.backends", "llm.settings", "llm.prompts", "llm.parsing")
 
 DOCUMENTS = code_version("data.corpus", "data.evalset", "data.korean")

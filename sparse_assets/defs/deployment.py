@@ -55,8 +55,10 @@ def _shared_volume(deployment: Deployment) -> tuple[dict, dict] | None:
     """(volume, volumeMount) of the shared ReadWriteMany claim, when configured."""
     if not deployment.shared_pvc:
         return None
-    return ({"name": "sparse-assets-shared", "persistentVolumeClaim": {"claimName": deployment.shared_pvc}},
-            {"name": "sparse-assets-shared", "mountPath": deployment.shared_mount})
+    return (
+        {"name": "sparse-assets-shared", "persistentVolumeClaim": {"claimName": deployment.shared_pvc}},
+        {"name": "sparse-assets-shared", "mountPath": deployment.shared_mount},
+    )
 
 
 def per_step_k8s_config(deployment: Deployment) -> dict[str, dict]:
@@ -76,8 +78,10 @@ def _step_pod_config(deployment: Deployment) -> dict:
     if not shared:
         return {}
     volume, mount = shared
-    return {"container_config": {"volume_mounts": [mount], "env": [{"name": "TMPDIR", "value": mount["mountPath"]}]},
-            "pod_spec_config": {"volumes": [volume]}}
+    return {
+        "container_config": {"volume_mounts": [mount], "env": [{"name": "TMPDIR", "value": mount["mountPath"]}]},
+        "pod_spec_config": {"volumes": [volume]},
+    }
 
 
 def executor_config(deployment: Deployment) -> dict:
@@ -146,13 +150,21 @@ def _worker_client_class():
         ):
             if not self.image:
                 raise DagsterPipesExecutionError(
-                    "the LLM worker pod needs an image: set SPARSE_ASSETS_IMAGE (or run under the k8s run launcher)")
+                    "the LLM worker pod needs an image: set SPARSE_ASSETS_IMAGE (or run under the k8s run launcher)"
+                )
             from dagster_k8s.client import DagsterK8sError
 
             try:
-                return super().run(context=context, command=list(command) if not isinstance(command, str) else command,
-                                   extras=extras, env=env, image=self.image, namespace=self.namespace,
-                                   base_pod_spec=self.pod_spec(cwd), **kwargs)
+                return super().run(
+                    context=context,
+                    command=list(command) if not isinstance(command, str) else command,
+                    extras=extras,
+                    env=env,
+                    image=self.image,
+                    namespace=self.namespace,
+                    base_pod_spec=self.pod_spec(cwd),
+                    **kwargs,
+                )
             except DagsterK8sError as error:
                 raise DagsterPipesExecutionError(f"LLM worker pod failed: {error}") from error
 

@@ -84,9 +84,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def worker_command(self) -> list[str]:
         if not Path(self.python).exists():
-            raise FileNotFoundError(
-                f"the LLM environment's python {self.python} does not exist; create it with `make llm-env`"
-            )
+            raise FileNotFoundError(f"the LLM environment's python {self.python} does not exist; create it with `make llm-env`")
         return [self.python, "-m", "sparse_assets.llm.worker"]
 
     def job_base(self) -> dict:
@@ -105,8 +103,14 @@ class LLMResource(dg.ConfigurableResource):
 def llm_resources(backend: LLMBackend, cache_dir: str | Path, deployment: Deployment) -> dict:
     """The LLM step's resources: the backend, and the client that runs its worker (a subprocess here;
     `sparse_assets.defs.deployment.resource_overrides` puts it in a pod of its own under k8s)."""
-    llm = LLMResource(backend=backend.backend, base_url=backend.base_url, model=backend.model, python=backend.python,
-                      cache_dir=str(cache_dir), gpus=deployment.llm_gpus)
+    llm = LLMResource(
+        backend=backend.backend,
+        base_url=backend.base_url,
+        model=backend.model,
+        python=backend.python,
+        cache_dir=str(cache_dir),
+        gpus=deployment.llm_gpus,
+    )
     return {"llm": llm, "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT))}
 
 
@@ -136,4 +140,3 @@ class DenseVectorStore(dg.ConfigurableResource):
         folder = base_encoder.folder()
         store = VectorStore(self.root, {"model": base_encoder.model, "folder": folder.name, "max_length": max_length})
         return StoredEncoder(store, lambda: DenseEncoder(folder, batch_size=batch_size, max_length=max_length), warn)
-

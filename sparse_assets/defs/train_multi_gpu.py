@@ -109,9 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out, ignore_errors=True)
         return 0
     report = train_sparse_encoder(documents, pairs, idf, settings, out, base, teacher, progress=progress)
-    print(json.dumps({"world_size": world, "out": str(out), "steps": report.steps, "train_seconds": round(report.train_seconds, 1),
-                      "final_loss": report.losses[-1] if report.losses else None,
-                      "validation": report.validation[-1] if report.validation else None}), flush=True)
+    print(
+        json.dumps(
+            {
+                "world_size": world,
+                "out": str(out),
+                "steps": report.steps,
+                "train_seconds": round(report.train_seconds, 1),
+                "final_loss": report.losses[-1] if report.losses else None,
+                "validation": report.validation[-1] if report.validation else None,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -290,8 +290,10 @@ def _atomic_build(target: Path, build) -> Path:
 
 
 def _is_complete(folder: Path) -> bool:
-    return (folder / "config.json").exists() and (folder / "tokenizer.json").exists() and (
-        any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    return (
+        (folder / "config.json").exists()
+        and (folder / "tokenizer.json").exists()
+        and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")))
     )
 
 

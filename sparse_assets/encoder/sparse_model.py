@@ -59,7 +59,9 @@ class SparseTrainingSettings:
     query_max_length: Annotated[int, Ge(1)] = 64
     seed: Annotated[int, Ge(0)] = 13
     output_bias: float = -7.0
-    layers: Annotated[int, Ge(1)] | None = 4  # keep the first N transformer layers (None = all; the lower layers' token states are the more lexical)
+    layers: Annotated[int, Ge(1)] | None = (
+        4  # keep the first N transformer layers (None = all; the lower layers' token states are the more lexical)
+    )
     freeze_encoder: bool = True  # cache the encoder's token outputs; train the MLM head transform + bias
     document_regularizer_weight: Annotated[float, Ge(0)] = 1e-3  # FLOPS on documents (IDF-aware through the IDF-weighted score)
     regularizer_warmup_ratio: Annotated[float, Ge(0), Le(1)] = 0.1  # the FLOPS weight grows quadratically over this share of the steps
@@ -73,7 +75,9 @@ class SparseTrainingSettings:
     mnrl_scale: Annotated[float, Gt(0)] = 1.0
     device: str = "auto"  # auto = cuda (bf16) when available, else cpu
     threads: Annotated[int, Ge(1)] | None = None
-    query_weight_learning_rate: Annotated[float, Ge(0)] = 0.0  # frozen path: > 0 learns a multiplier of each query token's IDF (0 = IDF as is)
+    query_weight_learning_rate: Annotated[float, Ge(0)] = (
+        0.0  # frozen path: > 0 learns a multiplier of each query token's IDF (0 = IDF as is)
+    )
     flops_vocab_sample: Annotated[int, Ge(1)] = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
 
@@ -295,7 +299,9 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
     own = {f"{PivotedLengthNormalization.__module__}.{PivotedLengthNormalization.__name__}": PivotedLengthNormalization}
     foreign = [t for t in _declared_module_types(folder) if t not in own and not t.startswith("sentence_transformers.")]
     if foreign:
-        raise SparseModelError(f"{folder} names module types {foreign} that are neither sentence-transformers' nor this project's: refusing to import them")
+        raise SparseModelError(
+            f"{folder} names module types {foreign} that are neither sentence-transformers' nor this project's: refusing to import them"
+        )
     if any(folder.rglob("pytorch_model.bin")):
         raise SparseModelError(f"{folder} holds pickled weights (pytorch_model.bin): only safetensors are loaded; re-save the model")
     model = SparseEncoder._load_with_module_classes(str(folder), own, device=device or "cpu")

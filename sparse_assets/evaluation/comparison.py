@@ -10,11 +10,23 @@ import numpy as np
 
 from sparse_assets.tables import markdown_table
 
-TABLE_COLUMNS = ["system", "ndcg@10", "mrr@10", "recall@10", "recall@100", "flops", "query_active_dims", "doc_active_dims", "query_latency_ms"]
+TABLE_COLUMNS = [
+    "system",
+    "ndcg@10",
+    "mrr@10",
+    "recall@10",
+    "recall@100",
+    "flops",
+    "query_active_dims",
+    "doc_active_dims",
+    "query_latency_ms",
+]
 PLOT_METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100"]
 
 
-def paired_bootstrap(baseline: Mapping[str, float], candidate: Mapping[str, float], samples: int = 2000, seed: int = 13, confidence: float = 0.95) -> dict:
+def paired_bootstrap(
+    baseline: Mapping[str, float], candidate: Mapping[str, float], samples: int = 2000, seed: int = 13, confidence: float = 0.95
+) -> dict:
     """Mean of candidate - baseline over the shared queries, with a percentile bootstrap interval
     (queries resampled with replacement, the same resample for both systems)."""
     queries = sorted(set(baseline) & set(candidate))
@@ -48,7 +60,9 @@ DIFFERENCES = (
 )
 
 
-def paired_differences(per_query: Mapping[str, Mapping[str, float]], samples: int = 2000, seed: int = 13, confidence: float = 0.95) -> dict[str, dict]:
+def paired_differences(
+    per_query: Mapping[str, Mapping[str, float]], samples: int = 2000, seed: int = 13, confidence: float = 0.95
+) -> dict[str, dict]:
     """label -> paired bootstrap of each DIFFERENCES pair whose systems were both evaluated."""
     return {
         label: {"candidate": cand, "baseline": base, **paired_bootstrap(per_query[base], per_query[cand], samples, seed, confidence)}

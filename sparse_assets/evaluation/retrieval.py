@@ -64,7 +64,9 @@ def run_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequen
     return {name: float(sum(vals.values()) / n) if n else 0.0 for name, vals in per_query_metrics(qrels, run).items()}
 
 
-def per_query_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequence[tuple[str, float]]]) -> dict[str, dict[str, float]]:
+def per_query_metrics(
+    qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequence[tuple[str, float]]]
+) -> dict[str, dict[str, float]]:
     """metric name -> {query id: value} for every query of `qrels` (0.0 where the run found nothing).
     Each query's hits are ranked by score, ties in the order given, and handed to ir-measures as that
     strict ranking: its measures come from different providers that break ties differently (with
@@ -141,7 +143,9 @@ def _row(system: str, qrels, ids, hits, qmat, dmat, seconds_encode: float, secon
     return row
 
 
-def bm25_system(doc_ids: Sequence[str], doc_texts: Sequence[str], queries: Sequence[Mapping], qrels, k: int = 100, content_only: bool = True) -> dict:
+def bm25_system(
+    doc_ids: Sequence[str], doc_texts: Sequence[str], queries: Sequence[Mapping], qrels, k: int = 100, content_only: bool = True
+) -> dict:
     from sparse_assets.evaluation.bm25 import KiwiBM25
 
     index = KiwiBM25(doc_ids, doc_texts, content_only=content_only)

@@ -176,8 +176,7 @@ class OpenAIBackend:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise BackendUnreachable(
-                f"LLM server at {self.base_url} is unreachable ({reason}); start it (e.g. "
-                f"`vllm serve <model>`) or fix the base_url"
+                f"LLM server at {self.base_url} is unreachable ({reason}); start it (e.g. `vllm serve <model>`) or fix the base_url"
             ) from None
         except json.JSONDecodeError as exc:
             raise BackendError(f"LLM server at {url} answered non-JSON: {exc}") from None
@@ -251,8 +250,16 @@ class OpenAIBackend:
         pass
 
 
-def make_backend(backend: str, engine: EngineSettings, base_url: str | None = None, api_key: str | None = None,
-                 timeout_s: float = 300.0, concurrency: int = 8, log=print, cache_dir: str | Path | None = None) -> Backend:
+def make_backend(
+    backend: str,
+    engine: EngineSettings,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout_s: float = 300.0,
+    concurrency: int = 8,
+    log=print,
+    cache_dir: str | Path | None = None,
+) -> Backend:
     """The backend the worker runs; `cache_dir` holds the converted offline model (vllm only)."""
     if backend == "vllm":
         return VLLMBackend(engine, log=log, cache_dir=cache_dir)

@@ -181,8 +181,9 @@ def filter_generations(
                 continue
             seen.add(key)
             survivors.append(
-                Candidate(query, doc_id, {"hangul_ratio": round(ratio, 3), "copy_ratio": round(copied, 3),
-                                          "fewshot_similarity": round(few, 3)})
+                Candidate(
+                    query, doc_id, {"hangul_ratio": round(ratio, 3), "copy_ratio": round(copied, 3), "fewshot_similarity": round(few, 3)}
+                )
             )
 
     accepted: list[Candidate] = []

@@ -18,20 +18,26 @@ from collections.abc import Sequence
 FEWSHOT_EXAMPLES: tuple[tuple[str, str, str], ...] = (
     (
         "제주 감귤",
-        ("제주도는 따뜻한 해양성 기후 덕분에 감귤 재배가 활발하다. 조선 시대에는 감귤을 한양의 "
-        "임금에게 진상하였고, 오늘날에는 한라봉과 천혜향 같은 만감류 품종도 많이 재배된다."),
+        (
+            "제주도는 따뜻한 해양성 기후 덕분에 감귤 재배가 활발하다. 조선 시대에는 감귤을 한양의 "
+            "임금에게 진상하였고, 오늘날에는 한라봉과 천혜향 같은 만감류 품종도 많이 재배된다."
+        ),
         "조선 시대 제주도의 감귤은 누구에게 진상되었나?",
     ),
     (
         "경부고속철도",
-        ("경부고속철도는 서울과 부산을 잇는 고속철도 노선으로 2004년 4월에 1단계 구간이 개통되었다. "
-        "이 노선에는 프랑스의 TGV 기술을 도입한 KTX 열차가 운행된다."),
+        (
+            "경부고속철도는 서울과 부산을 잇는 고속철도 노선으로 2004년 4월에 1단계 구간이 개통되었다. "
+            "이 노선에는 프랑스의 TGV 기술을 도입한 KTX 열차가 운행된다."
+        ),
         "KTX 열차는 어느 나라의 고속철도 기술을 도입했는가?",
     ),
     (
         "광합성",
-        ("광합성은 식물이 빛 에너지를 이용해 이산화탄소와 물로부터 포도당을 만드는 과정이다. "
-        "이 과정은 잎의 엽록체에서 일어나며 부산물로 산소가 방출된다."),
+        (
+            "광합성은 식물이 빛 에너지를 이용해 이산화탄소와 물로부터 포도당을 만드는 과정이다. "
+            "이 과정은 잎의 엽록체에서 일어나며 부산물로 산소가 방출된다."
+        ),
         "식물의 광합성은 세포의 어느 부분에서 일어나는가?",
     ),
 )
@@ -39,8 +45,20 @@ FEWSHOT_QUESTIONS: tuple[str, ...] = tuple(q for _, _, q in FEWSHOT_EXAMPLES)
 # Distinctive terms of the examples: a query that uses one its own document lacks has leaked from
 # the examples (the 270M model does this: "닉슨 대통령의 행동은 광합성과 관련하여 ...").
 FEWSHOT_MARKERS: tuple[str, ...] = (
-    "제주", "감귤", "한라봉", "천혜향", "만감류", "진상", "경부고속철도", "고속철도", "KTX", "TGV",
-    "광합성", "엽록체", "포도당", "이산화탄소",
+    "제주",
+    "감귤",
+    "한라봉",
+    "천혜향",
+    "만감류",
+    "진상",
+    "경부고속철도",
+    "고속철도",
+    "KTX",
+    "TGV",
+    "광합성",
+    "엽록체",
+    "포도당",
+    "이산화탄소",
 )
 
 DOC_LABEL, QUESTION_LABEL = "문서", "질문"
@@ -60,9 +78,7 @@ def truncate(text: str, max_chars: int) -> str:
 
 def fewshot_prompt(title: str, text: str, max_doc_chars: int = 600, shots: int = 3) -> str:
     """Few-shot completion prompt; the model writes one question after the last ``질문:``."""
-    blocks = [
-        f"제목: {t}\n{DOC_LABEL}: {p}\n{QUESTION_LABEL}: {q}" for t, p, q in FEWSHOT_EXAMPLES[:shots]
-    ]
+    blocks = [f"제목: {t}\n{DOC_LABEL}: {p}\n{QUESTION_LABEL}: {q}" for t, p, q in FEWSHOT_EXAMPLES[:shots]]
     blocks.append(f"제목: {title}\n{DOC_LABEL}: {truncate(text, max_doc_chars)}\n{QUESTION_LABEL}:")
     return "\n\n".join(blocks)
 
@@ -71,7 +87,7 @@ QUERY_SYSTEM = (
     "You write search queries for a Korean retrieval system. Given a Korean document, write "
     "natural Korean questions that a person could ask and that this document answers. Each question "
     "must be answerable from the document alone, must not copy a sentence from it, and must be "
-    "written in Korean. Reply with JSON only: {\"queries\": [\"...\", ...]}."
+    'written in Korean. Reply with JSON only: {"queries": ["...", ...]}.'
 )
 
 QUERIES_SCHEMA = {
@@ -108,7 +124,7 @@ SYNONYM_SYSTEM = (
     "You check a Korean-English dictionary for a search engine. For a Korean term and English "
     "candidates, decide for each candidate whether it means the same as the Korean term in general "
     "usage, give a short reason, and propose up to 3 more English synonyms. Reply with JSON only: "
-    "{\"verdicts\": [{\"english\": str, \"keep\": bool, \"reason\": str}], \"additions\": [str]}."
+    '{"verdicts": [{"english": str, "keep": bool, "reason": str}], "additions": [str]}.'
 )
 
 SYNONYMS_SCHEMA = {

@@ -177,8 +177,7 @@ def engine_settings(
             f"offline default ({OFFLINE_MODEL!r}) or an OpenAI-compatible server (backend 'openai')"
         )
     thinking = is_thinking_model(model)
-    chat = model != OFFLINE_MODEL and (thinking or "instruct" in model.lower() or "-it" in model.lower()
-                                       or "qwen" in model.lower())
+    chat = model != OFFLINE_MODEL and (thinking or "instruct" in model.lower() or "-it" in model.lower() or "qwen" in model.lower())
     style: PromptStyle = prompt_style or ("chat_json" if chat else "fewshot")
 
     env: dict[str, str] = {}

@@ -56,18 +56,20 @@ def synonym_request_groups(
         terms = list(dict.fromkeys([*judge_terms, *expand_terms]))
         requests = [{"id": f"term#{t}", "messages": synonym_messages(t, list(synonyms.get(t, [])))} for t in terms]
         thinking_tokens = 4096 if "thinking" in engine.model.lower() else 512
-        sampling = SamplingSettings(n=1, temperature=0.3, top_p=0.95, top_k=20, max_tokens=thinking_tokens,
-                                    json_schema=SYNONYMS_SCHEMA if engine.structured_outputs else None)
+        sampling = SamplingSettings(
+            n=1,
+            temperature=0.3,
+            top_p=0.95,
+            top_k=20,
+            max_tokens=thinking_tokens,
+            json_schema=SYNONYMS_SCHEMA if engine.structured_outputs else None,
+        )
         return [{"name": "terms", "sampling": sampling.to_dict(), "requests": requests}]
-    judge = [
-        {"id": f"judge#{k}#{e}", "prompt": judge_prompt(k, e)} for k in judge_terms for e in synonyms.get(k, [])
-    ]
+    judge = [{"id": f"judge#{k}#{e}", "prompt": judge_prompt(k, e)} for k in judge_terms for e in synonyms.get(k, [])]
     expand = [{"id": f"expand#{k}", "prompt": expand_prompt(k)} for k in expand_terms]
     return [
-        {"name": "judge", "sampling": SamplingSettings(n=1, temperature=0.0, max_tokens=4, stop=("\n",)).to_dict(),
-         "requests": judge},
-        {"name": "expand", "sampling": SamplingSettings(n=1, temperature=0.0, max_tokens=24, stop=("\n",)).to_dict(),
-         "requests": expand},
+        {"name": "judge", "sampling": SamplingSettings(n=1, temperature=0.0, max_tokens=4, stop=("\n",)).to_dict(), "requests": judge},
+        {"name": "expand", "sampling": SamplingSettings(n=1, temperature=0.0, max_tokens=24, stop=("\n",)).to_dict(), "requests": expand},
     ]
 
 
@@ -83,8 +85,7 @@ def merge(
     Value: ``{"synonyms": {korean: [english...]}, "verdicts": [{korean, english, verdict, reason,
     source}], "model": str}``; verdict is keep / reject / flagged (a "no" not enforced) /
     unjudged / added / proposed (an addition not accepted)."""
-    counts: Counter = Counter({"kept": 0, "rejected": 0, "flagged": 0, "unjudged": 0, "added": 0, "proposed": 0,
-                               "parse_failure": 0})
+    counts: Counter = Counter({"kept": 0, "rejected": 0, "flagged": 0, "unjudged": 0, "added": 0, "proposed": 0, "parse_failure": 0})
     judged: dict[tuple[str, str], tuple[bool, str]] = {}
     additions: dict[str, list[str]] = {}
 
@@ -145,7 +146,6 @@ def merge(
         status = "added" if settings.accept_additions else "proposed"
         counts[status] += len(fresh)
         verdicts.extend(
-            {"korean": korean, "english": a, "verdict": status, "reason": "proposed by the LLM", "source": "llm"}
-            for a in fresh
+            {"korean": korean, "english": a, "verdict": status, "reason": "proposed by the LLM", "source": "llm"} for a in fresh
         )
     return {"synonyms": out, "verdicts": verdicts, "model": model}, counts

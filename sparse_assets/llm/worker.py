@@ -105,11 +105,20 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
     groups = request_groups(job, engine)
     total = sum(len(requests) for _, _, requests in groups)
     api_key = os.environ.get(job["api_key_env"]) if job.get("api_key_env") else None
-    backend = make_backend(job["backend"], engine, job.get("base_url"), api_key,
-                           float(job.get("timeout_s", 300)), int(job.get("concurrency", 8)), log=log,
-                           cache_dir=job.get("cache_dir"))
-    log(f"starting {job['backend']} backend for {engine.model} ({engine.accelerator}, {engine.machine}, "
-        f"{engine.prompt_style}); {total} prompts in {len(groups)} group(s)")
+    backend = make_backend(
+        job["backend"],
+        engine,
+        job.get("base_url"),
+        api_key,
+        float(job.get("timeout_s", 300)),
+        int(job.get("concurrency", 8)),
+        log=log,
+        cache_dir=job.get("cache_dir"),
+    )
+    log(
+        f"starting {job['backend']} backend for {engine.model} ({engine.accelerator}, {engine.machine}, "
+        f"{engine.prompt_style}); {total} prompts in {len(groups)} group(s)"
+    )
     t0 = time.perf_counter()
     backend.start()
     engine_start_s = time.perf_counter() - t0
@@ -141,8 +150,10 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
                 prompt_tokens += sum(c["prompt_tokens"] for c in out)
                 completion_tokens += sum(c["completion_tokens"] for c in out)
                 elapsed = time.perf_counter() - t_gen
-                log(f"progress {done}/{total} prompts ({name}), {completion_tokens} tokens generated, "
-                    f"{completion_tokens / max(elapsed, 1e-9):.1f} tokens/s")
+                log(
+                    f"progress {done}/{total} prompts ({name}), {completion_tokens} tokens generated, "
+                    f"{completion_tokens / max(elapsed, 1e-9):.1f} tokens/s"
+                )
                 write_json_atomic(progress_file, {"done": done, "total": total, "elapsed_s": round(elapsed, 2)})
     finally:
         backend.close()

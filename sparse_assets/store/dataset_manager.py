@@ -48,9 +48,16 @@ class DatasetManager:
             entry = index.get(relative)
             if relative in STORE_PATHS.values():
                 files = [f for f in path.rglob("*") if f.is_file()]
-                rows.append({"subdir": str(Path(relative).parent), "name": Path(relative).name, "asset": f"(store, {len(files)} files)",
-                             "bytes": sum(f.stat().st_size for f in files),
-                             "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds"), "status": "kept"})
+                rows.append(
+                    {
+                        "subdir": str(Path(relative).parent),
+                        "name": Path(relative).name,
+                        "asset": f"(store, {len(files)} files)",
+                        "bytes": sum(f.stat().st_size for f in files),
+                        "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds"),
+                        "status": "kept",
+                    }
+                )
                 continue
             sha256, size = content_hash(UPath(path)) if path.exists() else (None, 0)
             rows.append(
@@ -86,7 +93,11 @@ class DatasetManager:
         """Print every artifact's row; True when none is missing or modified."""
         rows = self.artifacts()
         print(f"dataset: {self.base_path.resolve()}")
-        print(markdown_table(rows, ["subdir", "name", "asset", "bytes", "modified", "status"]) if rows else "(no artifacts yet: run `make run`)")
+        print(
+            markdown_table(rows, ["subdir", "name", "asset", "bytes", "modified", "status"])
+            if rows
+            else "(no artifacts yet: run `make run`)"
+        )
         broken = sorted({row["asset"] for row in rows if row["status"] in ("missing", "modified")})
         if broken:
             print(f"missing or modified: re-materialize {', '.join(broken)} (make run, or the UI)")
@@ -130,7 +141,9 @@ class DatasetManager:
         if target == root or root not in target.parents:
             raise ValueError(f"{subdir!r} is not a subdirectory of {root}")
         if target.is_file():
-            raise ValueError(f"{target} is a file, not a subdirectory: clear its folder ({target.parent.relative_to(root)}) and re-materialize")
+            raise ValueError(
+                f"{target} is a file, not a subdirectory: clear its folder ({target.parent.relative_to(root)}) and re-materialize"
+            )
         if not target.is_dir():
             present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
             raise FileNotFoundError(f"{target} does not exist: nothing to clear (subdirectories of {root}: {', '.join(present) or 'none'})")

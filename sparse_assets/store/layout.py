@@ -25,6 +25,8 @@ STORE_PATHS: dict[str, str] = {
 }
 
 METADATA_FILE = "metadata.json"
+
+
 def asset_path(asset_name: str) -> str:
     """The path of an asset relative to the dataset root; unknown names are a programming error."""
     try:

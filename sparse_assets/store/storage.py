@@ -196,8 +196,7 @@ def read_index(root: UPath) -> dict[str, dict[str, Any]]:
         return json.loads(index_path.read_text(encoding="utf-8"))["artifacts"]
     except (ValueError, KeyError, TypeError) as error:
         raise CorruptIndexError(
-            f"{index_path} is not a valid metadata index ({error}); delete it and re-materialize, "
-            "or restore it from backup"
+            f"{index_path} is not a valid metadata index ({error}); delete it and re-materialize, or restore it from backup"
         ) from error
 
 
@@ -257,7 +256,9 @@ class UnsafePickleError(pickle.UnpicklingError):
 class _PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in SAFE_PICKLE_GLOBALS:
-            raise UnsafePickleError(f"it names {module}.{name}, which is not plain data (only dicts, lists, numbers, strings and numpy arrays are loaded)")
+            raise UnsafePickleError(
+                f"it names {module}.{name}, which is not plain data (only dicts, lists, numbers, strings and numpy arrays are loaded)"
+            )
         return super().find_class(module, name)
 
 

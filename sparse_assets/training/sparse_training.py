@@ -308,7 +308,13 @@ def validation_scores(model, documents, val, tokenizer, weights, settings, hidde
     out = {key: row[key] for key in ("mrr@10", "ndcg@10", "recall@10", "doc_active_dims", "query_active_dims", "zero_doc_share", "flops")}
     out.update({"idf_only_mrr@10": idf_row["mrr@10"], "idf_only_ndcg@10": idf_row["ndcg@10"], "queries": len(queries)})
     gain = paired_bootstrap(idf_row["per_query_ndcg@10"], row["per_query_ndcg@10"])
-    out.update({"minus_idf_only_ndcg@10": gain["mean_difference"], "minus_idf_only_ci_low": gain["ci_low"], "minus_idf_only_ci_high": gain["ci_high"]})
+    out.update(
+        {
+            "minus_idf_only_ndcg@10": gain["mean_difference"],
+            "minus_idf_only_ci_low": gain["ci_low"],
+            "minus_idf_only_ci_high": gain["ci_high"],
+        }
+    )
     return out
 
 
@@ -331,7 +337,9 @@ def _cache_key(auto_model, texts: Sequence[str], max_length: int) -> str:
     return h.hexdigest()[:24]
 
 
-def _cache_hidden(auto_model, tokenizer, texts: Sequence[str], max_length: int, device: str, dtype, batch_size: int = 16, cache_dir: str | None = None):
+def _cache_hidden(
+    auto_model, tokenizer, texts: Sequence[str], max_length: int, device: str, dtype, batch_size: int = 16, cache_dir: str | None = None
+):
     """Per text: the base model's final token states for all its windows, concatenated [T, H], in
     float16. With `cache_dir`, kept on disk (safetensors) keyed by model weights, texts and max_length."""
     from safetensors.torch import load_file, save_file
@@ -421,7 +429,9 @@ def _hard_candidates(scores: np.ndarray, count: int, rng: random.Random) -> list
     return [0, *chosen]
 
 
-def _train_frozen(model, tokenizer, weights, query_scale, train, candidates, labels, documents, doc_by_id, settings, device, dtype_name, log):
+def _train_frozen(
+    model, tokenizer, weights, query_scale, train, candidates, labels, documents, doc_by_id, settings, device, dtype_name, log
+):
     """Returns the cached token states of `documents` (for validation) and the query tokens' IDF
     multipliers (`query_scale`, learned when `query_weight_learning_rate` > 0: the query side stays an
     IDF-weighted bag of tokens, its weights fitted to the teacher like the document side's)."""
@@ -441,21 +451,35 @@ def _train_frozen(model, tokenizer, weights, query_scale, train, candidates, lab
     for p in params:
         p.requires_grad_(True)
     groups = [{"params": params, "lr": settings.learning_rate}]
-    log_scale = torch.tensor(np.log(query_scale), device=device, dtype=torch.float32).requires_grad_(settings.query_weight_learning_rate > 0)
+    log_scale = torch.tensor(np.log(query_scale), device=device, dtype=torch.float32).requires_grad_(
+        settings.query_weight_learning_rate > 0
+    )
     if settings.query_weight_learning_rate > 0:
         groups.append({"params": [log_scale], "lr": settings.query_weight_learning_rate})
     if length is not None and settings.train_length_slope:
         groups.append({"params": [length.slope_parameter], "lr": settings.learning_rate * 5})
 
     index = {d["id"]: i for i, d in enumerate(documents)}
-    hidden = _cache_hidden(auto_model, tokenizer, [doc_by_id[d["id"]] for d in documents], settings.max_length, device, dtype, cache_dir=settings.hidden_cache_dir)
+    hidden = _cache_hidden(
+        auto_model,
+        tokenizer,
+        [doc_by_id[d["id"]] for d in documents],
+        settings.max_length,
+        device,
+        dtype,
+        cache_dir=settings.hidden_cache_dir,
+    )
     token_counts = torch.tensor([len(h) for h in hidden], device=device)
-    corpus_vocab = np.unique(np.concatenate([np.asarray(tokenizer(doc_by_id[d["id"]], add_special_tokens=False, verbose=False)["input_ids"]) for d in documents]))
+    corpus_vocab = np.unique(
+        np.concatenate([np.asarray(tokenizer(doc_by_id[d["id"]], add_special_tokens=False, verbose=False)["input_ids"]) for d in documents])
+    )
     rest_vocab = np.setdiff1d(np.arange(len(weights)), corpus_vocab)
     corpus_sample = min(len(corpus_vocab), int(settings.flops_vocab_sample * CORPUS_SHARE_OF_FLOPS_SAMPLE))
     rest_sample = min(len(rest_vocab), settings.flops_vocab_sample - corpus_sample)
 
-    q_ids = tokenizer([p["query"] for p in train], add_special_tokens=False, truncation=True, max_length=settings.query_max_length)["input_ids"]
+    q_ids = tokenizer([p["query"] for p in train], add_special_tokens=False, truncation=True, max_length=settings.query_max_length)[
+        "input_ids"
+    ]
     w = torch.tensor(weights, device=device)
     rng = random.Random(settings.seed)
     sampler = np.random.default_rng(settings.seed)
@@ -465,7 +489,9 @@ def _train_frozen(model, tokenizer, weights, query_scale, train, candidates, lab
     flops = FlopsLoss(model)
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     warm = max(1, int(settings.warmup_ratio * settings.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (settings.steps - s) / max(1, settings.steps - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (settings.steps - s) / max(1, settings.steps - warm)))
+    )
     reg_warm = max(1, int(settings.regularizer_warmup_ratio * settings.steps))
     order: list[int] = []
     log_every = max(1, settings.steps // 100)
@@ -480,7 +506,9 @@ def _train_frozen(model, tokenizer, weights, query_scale, train, candidates, lab
         docs = sorted({index[candidates[qi][j]] for qi, row in zip(batch, picks) for j in row})
         slot = {d: i for i, d in enumerate(docs)}
         cols = sorted({t for qi in batch for t in q_ids[qi] if weights[t] > 0})
-        sample = np.concatenate([sampler.choice(corpus_vocab, corpus_sample, replace=False), sampler.choice(rest_vocab, rest_sample, replace=False)])
+        sample = np.concatenate(
+            [sampler.choice(corpus_vocab, corpus_sample, replace=False), sampler.choice(rest_vocab, rest_sample, replace=False)]
+        )
         columns = torch.tensor(cols + sample.tolist(), device=device, dtype=torch.long)
         with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
             doc_w = _pooled_weights(head, [hidden[d] for d in docs], token_counts[docs], columns, activate, length)

@@ -101,7 +101,11 @@ def teacher_records(
         top = set(np.argpartition(-scores, depth)[:depth].tolist()) | set(np.argpartition(-cosines, depth)[:depth].tolist())
         first = [row[pair["positive_id"]]] + [row[n] for n in pair["negative_ids"] if n in row and n != pair["positive_id"]]
         order = list(dict.fromkeys(first + sorted(top - set(first))))
-        records.append(TeacherRecord([ids[j] for j in order], scores[order].astype(float).round(5).tolist(), cosines[order].astype(float).round(5).tolist()))
+        records.append(
+            TeacherRecord(
+                [ids[j] for j in order], scores[order].astype(float).round(5).tolist(), cosines[order].astype(float).round(5).tolist()
+            )
+        )
         if progress and (i + 1) % 2000 == 0:
             progress(i + 1, len(pairs))
     if progress:

@@ -1,6 +1,5 @@
 """Group `base_model`: the corpus, held-out questions, IDF, synonyms and pseudo-query pairs."""
 
-
 import hashlib
 import json
 import statistics
@@ -126,7 +125,9 @@ def _eval_metadata(queries: list[dict], orphaned: int, raw: corpus.RawCorpus) ->
         metadata.update(
             {
                 "queries_with_judgments": len(judged_queries),
-                "relevant_documents_per_query_mean": round(statistics.mean(len(q["relevant"]) for q in judged_queries), 3) if judged_queries else 0.0,
+                "relevant_documents_per_query_mean": round(statistics.mean(len(q["relevant"]) for q in judged_queries), 3)
+                if judged_queries
+                else 0.0,
                 "queries_with_a_grade_above_1": sum(1 for q in judged_queries if max(q["relevant"].values()) > 1),
                 "queries_without_kept_positive": lost_positives,
                 "queries_without_relevance_label": unlabelled,
@@ -252,7 +253,9 @@ def qd_pairs_base(
 def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_queries: list[dict]) -> dg.AssetCheckResult:
     """No held-out evaluation question is a training query."""
     overlap = evalset.training_overlap(eval_queries, [p["query"] for p in qd_pairs_base])
-    return dg.AssetCheckResult(passed=not overlap, metadata={"overlapping_queries": len(overlap), "examples": dg.MetadataValue.json(overlap[:5])})
+    return dg.AssetCheckResult(
+        passed=not overlap, metadata={"overlapping_queries": len(overlap), "examples": dg.MetadataValue.json(overlap[:5])}
+    )
 
 
 class DenseTeacherConfig(dg.Config):
@@ -262,18 +265,33 @@ class DenseTeacherConfig(dg.Config):
     max_length: Annotated[int, Ge(8), Le(512)] = 512  # multilingual-e5's position limit
 
 
-@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.DOCUMENT_EMBEDDINGS, pool="gpu", op_tags=GPU_OP_TAGS)
+@dg.asset(
+    group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.DOCUMENT_EMBEDDINGS, pool="gpu", op_tags=GPU_OP_TAGS
+)
 def document_embeddings(
-    context: dg.AssetExecutionContext, config: DenseTeacherConfig, documents: list[dict], base_encoder: BaseEncoder, dense_store: DenseVectorStore
+    context: dg.AssetExecutionContext,
+    config: DenseTeacherConfig,
+    documents: list[dict],
+    base_encoder: BaseEncoder,
+    dense_store: DenseVectorStore,
 ) -> dict:
     """Dense multilingual-e5 vectors of every document {"ids", "vectors" (float32, L2-normalised),
     "model"}: the dense teacher's side of the corpus, reused by every training run (the expensive part
     of the teacher on a CPU: minutes for a thousand paragraphs). Vectors of documents encoded before
     come from `dense_store`, so a grown corpus pays only for its new documents."""
     encoder = dense_store.encoder(base_encoder, config.batch_size, config.max_length, warn=context.log.warning)
-    vectors = encoder([sparse_model.document_text(d) for d in documents], is_query=False, progress=_progress_logger(context, "new documents"))
-    context.add_output_metadata({"documents": len(documents), "encoded": encoder.computed, "from_store": encoder.reused,
-                                 "dimension": int(vectors.shape[1]), "model": base_encoder.model})
+    vectors = encoder(
+        [sparse_model.document_text(d) for d in documents], is_query=False, progress=_progress_logger(context, "new documents")
+    )
+    context.add_output_metadata(
+        {
+            "documents": len(documents),
+            "encoded": encoder.computed,
+            "from_store": encoder.reused,
+            "dimension": int(vectors.shape[1]),
+            "model": base_encoder.model,
+        }
+    )
     return {"ids": [d["id"] for d in documents], "vectors": vectors, "model": base_encoder.model}
 
 
@@ -290,14 +308,22 @@ class TeacherConfig(DenseTeacherConfig):
 
 
 def teacher_for_pairs(
-    context, config: DenseTeacherConfig, depth: int, pair_list: list[dict], documents: list[dict], embeddings: dict,
-    base_encoder: BaseEncoder, dense_store: DenseVectorStore,
+    context,
+    config: DenseTeacherConfig,
+    depth: int,
+    pair_list: list[dict],
+    documents: list[dict],
+    embeddings: dict,
+    base_encoder: BaseEncoder,
+    dense_store: DenseVectorStore,
 ) -> list[dict]:
     """Teacher records {query, positive_id, candidates, bm25, dense} of `pair_list` (sparse_assets.training.teacher);
     query vectors encoded before come from `dense_store`. Logs how many were encoded."""
     encoder = dense_store.encoder(base_encoder, config.batch_size, config.max_length, warn=context.log.warning)
     try:
-        records = teacher.teacher_score_records(pair_list, documents, embeddings, encoder, depth, progress=_progress_logger(context, "new queries"))
+        records = teacher.teacher_score_records(
+            pair_list, documents, embeddings, encoder, depth, progress=_progress_logger(context, "new queries")
+        )
     except ValueError as error:
         raise dg.Failure(str(error)) from error
     context.log.info(f"dense e5: {encoder.computed} queries encoded, {encoder.reused} from the store")
@@ -324,8 +350,14 @@ def teacher_scores(
     return records
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
-          check_specs=model_check_specs("neural_sparse_v1_model"))
+@dg.asset(
+    group_name=GROUP,
+    io_manager_key="model_io_manager",
+    code_version=code_versions.MODEL,
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    check_specs=model_check_specs("neural_sparse_v1_model"),
+)
 def neural_sparse_v1_model(
     context: dg.AssetExecutionContext,
     config: SparseTrainingConfig,
@@ -340,7 +372,14 @@ def neural_sparse_v1_model(
     normalisation, queries are IDF-weighted tokens. Trained on the pseudo-query pairs by MarginMSE
     distillation from the BM25 + dense-e5 teacher; blocking checks refuse a collapsed model."""
     folder, metadata, checks = train_model_asset(
-        context, config, documents, qd_pairs_base, idf_statistics, base_encoder.folder(), teacher.teacher_lookup(teacher_scores), base_encoder.cache_dir
+        context,
+        config,
+        documents,
+        qd_pairs_base,
+        idf_statistics,
+        base_encoder.folder(),
+        teacher.teacher_lookup(teacher_scores),
+        base_encoder.cache_dir,
     )
     yield dg.Output(folder, metadata=metadata)
     yield from checks

@@ -36,7 +36,9 @@ class EnhancedTrainingConfig(SparseTrainingConfig):
     warm_start_step_share: Annotated[float, Gt(0), Le(1)] = 1 / 3
     warm_start_learning_rate_share: Annotated[float, Gt(0), Le(1)] = 0.25
     synonym_substitution_share: Annotated[float, Ge(0), Le(1)] = 0.2
-    min_llm_share: Annotated[float, Ge(0), Lt(1)] = 0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
+    min_llm_share: Annotated[float, Ge(0), Lt(1)] = (
+        0.3  # the LLM's pairs are repeated until they are at least this share of the training pairs
+    )
 
 
 def _train_v2(
@@ -51,7 +53,9 @@ def _train_v2(
         wanted = config.min_llm_share * len(pseudo_pairs) / max(1e-9, 1 - config.min_llm_share)
         repeats = max(1, round(wanted / len(llm_pairs)))
     training_pairs = [*pseudo_pairs, *(llm_pairs * repeats)]
-    context.log.info(f"{len(pseudo_pairs)} pseudo + {len(llm_pairs)} LLM pairs (x{repeats}); warm start from v1: {config.warm_start_from_v1}")
+    context.log.info(
+        f"{len(pseudo_pairs)} pseudo + {len(llm_pairs)} LLM pairs (x{repeats}); warm start from v1: {config.warm_start_from_v1}"
+    )
     warm_start, overrides = None, {}
     if config.warm_start_from_v1:
         warm_start = v1_folder
@@ -60,16 +64,30 @@ def _train_v2(
             "learning_rate": config.learning_rate * config.warm_start_learning_rate_share,
         }
     folder, trained, checks = train_model_asset(
-        context, config, documents, training_pairs, idf_statistics, base_encoder.folder(), teacher_lookup(teacher_records), base_encoder.cache_dir,
-        warm_start, overrides,
+        context,
+        config,
+        documents,
+        training_pairs,
+        idf_statistics,
+        base_encoder.folder(),
+        teacher_lookup(teacher_records),
+        base_encoder.cache_dir,
+        warm_start,
+        overrides,
     )
     pairs = {"pairs_pseudo": len(pseudo_pairs), "pairs_llm": len(llm_pairs), "llm_pair_repeats": repeats}
     yield dg.Output(folder, metadata={**trained, **pairs, **metadata})
     yield from checks
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
-          check_specs=model_check_specs("neural_sparse_v2_model"))
+@dg.asset(
+    group_name=GROUP,
+    io_manager_key="model_io_manager",
+    code_version=code_versions.MODEL,
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    check_specs=model_check_specs("neural_sparse_v2_model"),
+)
 def neural_sparse_v2_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -93,13 +111,32 @@ def neural_sparse_v2_model(
         [*qd_pairs_base, *synthetic_qd_pairs], enhanced_synonyms.get("synonyms", {}), config.synonym_substitution_share, config.seed
     )
     llm_pairs = [*synthetic_qd_pairs, *substituted]
-    records = [*teacher_scores, *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder, dense_store)]
-    yield from _train_v2(context, config, documents, qd_pairs_base, llm_pairs, idf_statistics, records, base_encoder, neural_sparse_v1_model,
-                         {"pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)})
+    records = [
+        *teacher_scores,
+        *teacher_for_pairs(context, config, TeacherConfig().depth, llm_pairs, documents, document_embeddings, base_encoder, dense_store),
+    ]
+    yield from _train_v2(
+        context,
+        config,
+        documents,
+        qd_pairs_base,
+        llm_pairs,
+        idf_statistics,
+        records,
+        base_encoder,
+        neural_sparse_v1_model,
+        {"pairs_synthetic": len(synthetic_qd_pairs), "pairs_synonym_substituted": len(substituted)},
+    )
 
 
-@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", code_version=code_versions.MODEL, pool="gpu", op_tags=GPU_OP_TAGS,
-          check_specs=model_check_specs("neural_sparse_v2_without_llm_model"))
+@dg.asset(
+    group_name=GROUP,
+    io_manager_key="model_io_manager",
+    code_version=code_versions.MODEL,
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    check_specs=model_check_specs("neural_sparse_v2_without_llm_model"),
+)
 def neural_sparse_v2_without_llm_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -112,7 +149,9 @@ def neural_sparse_v2_without_llm_model(
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The ablation of v2: the same recipe, warm start and steps, without the LLM's pairs (pseudo-queries
     only). `performance_comparison` reports v2 minus this model: what the LLM's data alone adds."""
-    yield from _train_v2(context, config, documents, qd_pairs_base, [], idf_statistics, teacher_scores, base_encoder, neural_sparse_v1_model, {})
+    yield from _train_v2(
+        context, config, documents, qd_pairs_base, [], idf_statistics, teacher_scores, base_encoder, neural_sparse_v1_model, {}
+    )
 
 
 class ComparisonConfig(dg.Config):
@@ -138,7 +177,9 @@ def performance_comparison(
     bootstrap intervals of v1/v2 - BM25-Kiwi, v2 - v1 and v2 - v2-without-LLM (the LLM's measured
     value). Also written as performance_comparison.md and performance_comparison.png."""
     if not eval_queries:
-        raise dg.Failure("eval_queries is empty: there is nothing to evaluate on; re-materialize `documents` with a corpus that has questions or enough text")
+        raise dg.Failure(
+            "eval_queries is empty: there is nothing to evaluate on; re-materialize `documents` with a corpus that has questions or enough text"
+        )
     models = {"v1": neural_sparse_v1_model, "v2": neural_sparse_v2_model, "v2_without_llm": neural_sparse_v2_without_llm_model}
     tokenizer = base_encoder.tokenizer()
     idf_only = (tokenizer, idf_vector(idf_statistics, tokenizer))

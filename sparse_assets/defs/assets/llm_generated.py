@@ -8,7 +8,6 @@ a time). A failure (unreachable server, missing model folder, a worker that dies
 generated) raises with the cause; the IO manager writes only on success, so earlier artifacts stay.
 """
 
-
 import hashlib
 import json
 import shutil
@@ -42,7 +41,9 @@ POOL = "gpu"
 class SyntheticQueriesConfig(dg.Config):
     """Generation, filter and negative-mining settings for `synthetic_qd_pairs`."""
 
-    max_documents: Annotated[int, Ge(0)] = 300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded sample that stays put when documents are added
+    max_documents: Annotated[int, Ge(0)] = (
+        300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded sample that stays put when documents are added
+    )
     queries_per_document: Annotated[int, Ge(1)] = 3
     max_doc_chars: Annotated[int, Ge(50)] = 600  # the document is cut here in the prompt (CPU prefill time)
     temperature: Annotated[float, Ge(0)] | None = None  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
@@ -99,8 +100,13 @@ def run_llm_worker(
         progress_file = workdir / "result.progress.json"
         error_file = workdir / "result.error.json"
         partial_file = workdir / "result.partial.jsonl"
-        job = {**llm.job_base(), **job, "result_file": str(result_file), "progress_file": str(progress_file),
-               "partial_file": str(partial_file)}
+        job = {
+            **llm.job_base(),
+            **job,
+            "result_file": str(result_file),
+            "progress_file": str(progress_file),
+            "partial_file": str(partial_file),
+        }
         job_file = workdir / "job.json"
         job_file.write_text(json.dumps(job, ensure_ascii=False))
         env = {**job["engine"]["env"], "PYTHONPATH": str(PROJECT_ROOT)}
@@ -179,8 +185,7 @@ def generate_with_store(
         results, stats = run_llm_worker(context, llm, client, job(missing), on_partial=keep)
         for group, finished in results.items():
             keep(group, finished)
-    stats.update({"llm/from_store": total - to_generate, "llm/generated_items": to_generate,
-                  "llm/store_corrupt_entries": corrupt_entries})
+    stats.update({"llm/from_store": total - to_generate, "llm/generated_items": to_generate, "llm/store_corrupt_entries": corrupt_entries})
     return completions, stats
 
 
@@ -198,8 +203,20 @@ def _worker_failure(exc: Exception, error_file: Path, progress_file: Path) -> st
 
 
 def _speed_metadata(stats: dict) -> dict:
-    keys = ("backend", "model", "accelerator", "prompt_style", "prompts", "generated", "prompt_tokens",
-            "completion_tokens", "engine_start_s", "generation_s", "tokens_per_s", "total_tokens_per_s")
+    keys = (
+        "backend",
+        "model",
+        "accelerator",
+        "prompt_style",
+        "prompts",
+        "generated",
+        "prompt_tokens",
+        "completion_tokens",
+        "engine_start_s",
+        "generation_s",
+        "tokens_per_s",
+        "total_tokens_per_s",
+    )
     reuse = ("llm/from_store", "llm/generated_items", "llm/store_corrupt_entries")
     return {**{f"llm/{k}": stats[k] for k in keys if k in stats}, **{k: stats[k] for k in reuse if k in stats}}
 
@@ -229,18 +246,27 @@ def synthetic_qd_pairs(
     if not selected:
         raise dg.Failure(description="no documents to generate queries for")
     engine = llm.engine()
-    sampling = sampling_settings(engine, n=config.queries_per_document, temperature=config.temperature,
-                                 max_tokens=config.max_tokens, json_schema=QUERIES_SCHEMA)
-    context.log.info(f"LLM: {llm.backend} {engine.model} ({engine.accelerator}, {engine.prompt_style}) for "
-                     f"{len(selected)} documents")
-    store = llm_store.for_settings({
-        "task": "queries", "model": engine.model, "prompt_style": engine.prompt_style,
-        "prompt_templates": prompt_templates_version(), "sampling": sampling.to_dict(),
-        "queries_per_document": config.queries_per_document, "max_doc_chars": config.max_doc_chars,
-    })
+    sampling = sampling_settings(
+        engine, n=config.queries_per_document, temperature=config.temperature, max_tokens=config.max_tokens, json_schema=QUERIES_SCHEMA
+    )
+    context.log.info(f"LLM: {llm.backend} {engine.model} ({engine.accelerator}, {engine.prompt_style}) for {len(selected)} documents")
+    store = llm_store.for_settings(
+        {
+            "task": "queries",
+            "model": engine.model,
+            "prompt_style": engine.prompt_style,
+            "prompt_templates": prompt_templates_version(),
+            "sampling": sampling.to_dict(),
+            "queries_per_document": config.queries_per_document,
+            "max_doc_chars": config.max_doc_chars,
+        }
+    )
     by_id = {d["id"]: d for d in selected}
     answered, stats = generate_with_store(
-        context, llm, llm_worker_client, {"queries": (store, {d["id"]: document_key(d) for d in selected})},
+        context,
+        llm,
+        llm_worker_client,
+        {"queries": (store, {d["id"]: document_key(d) for d in selected})},
         lambda missing: {
             "task": "queries",
             "documents": [{"id": i, "title": by_id[i]["title"], "text": by_id[i]["text"]} for i in missing["queries"]],
@@ -266,9 +292,13 @@ def synthetic_qd_pairs(
         return [hits_cache[q] for q in queries]
 
     settings = filters.FilterSettings(
-        min_chars=config.min_chars, max_chars=config.max_chars, min_hangul_ratio=config.min_hangul_ratio,
-        require_question=config.require_question, max_copy_ratio=config.max_copy_ratio,
-        max_fewshot_similarity=config.max_fewshot_similarity, roundtrip_k=config.roundtrip_k,
+        min_chars=config.min_chars,
+        max_chars=config.max_chars,
+        min_hangul_ratio=config.min_hangul_ratio,
+        require_question=config.require_question,
+        max_copy_ratio=config.max_copy_ratio,
+        max_fewshot_similarity=config.max_fewshot_similarity,
+        roundtrip_k=config.roundtrip_k,
     )
     report = filters.filter_generations(generations, documents, engine.prompt_style, settings, ranker)
     dropped = {k: int(v) for k, v in report.dropped.items()}
@@ -278,17 +308,29 @@ def synthetic_qd_pairs(
                 f"the LLM produced no usable query: 0 of {report.generated} completions for {len(selected)} "
                 f"documents were accepted; dropped per reason: {dropped}"
             ),
-            metadata={"dropped_per_reason": dg.MetadataValue.json(dropped),
-                      "rejected_sample": dg.MetadataValue.md(_rejected_table(report))},
+            metadata={
+                "dropped_per_reason": dg.MetadataValue.json(dropped),
+                "rejected_sample": dg.MetadataValue.md(_rejected_table(report)),
+            },
         )
     negatives = mine_negatives(
-        [c.query for c in report.accepted], [c.doc_id for c in report.accepted], documents, bm25,
-        PseudoQuerySettings(hard_negatives=config.hard_negatives, random_negatives=config.random_negatives,
-                            bm25_depth=config.bm25_depth, seed=config.seed),
+        [c.query for c in report.accepted],
+        [c.doc_id for c in report.accepted],
+        documents,
+        bm25,
+        PseudoQuerySettings(
+            hard_negatives=config.hard_negatives, random_negatives=config.random_negatives, bm25_depth=config.bm25_depth, seed=config.seed
+        ),
     )
     pairs_out = [
-        QDPair(query=c.query, positive_id=c.doc_id, negative_ids=negs, source=f"llm:{engine.prompt_style}",
-               generator=completions[c.doc_id].get("generator", f"{llm.backend}:{engine.model}"), filter_scores=c.scores)
+        QDPair(
+            query=c.query,
+            positive_id=c.doc_id,
+            negative_ids=negs,
+            source=f"llm:{engine.prompt_style}",
+            generator=completions[c.doc_id].get("generator", f"{llm.backend}:{engine.model}"),
+            filter_scores=c.scores,
+        )
         for c, negs in zip(report.accepted, negatives)
     ]
     per_doc = report.accepted_per_doc
@@ -307,8 +349,9 @@ def synthetic_qd_pairs(
             "accepted_per_document": dg.MetadataValue.json(dict(sorted(Counter(counts).items()))),
             "dropped_per_reason": dg.MetadataValue.json(dropped),
             **{f"dropped/{reason}": count for reason, count in dropped.items()},
-            "sample": dg.MetadataValue.md(markdown_table(
-                [{"query": p["query"], "positive_id": p["positive_id"], **p["filter_scores"]} for p in pairs_out[:10]])),
+            "sample": dg.MetadataValue.md(
+                markdown_table([{"query": p["query"], "positive_id": p["positive_id"], **p["filter_scores"]} for p in pairs_out[:10]])
+            ),
             "rejected_sample": dg.MetadataValue.md(_rejected_table(report)),
             **_speed_metadata(stats),
         },
@@ -352,16 +395,22 @@ def enhanced_synonyms(
 
     if not bilingual_synonyms:
         raise dg.Failure(description="bilingual_synonyms is empty: nothing to verify")
-    noun_counts = Counter(n for doc_nouns in nouns([f"{d['title']} {d['text']}" for d in documents])
-                          for n in doc_nouns if len(n) >= 2)
+    noun_counts = Counter(n for doc_nouns in nouns([f"{d['title']} {d['text']}" for d in documents]) for n in doc_nouns if len(n) >= 2)
     judge_terms = llm_synonyms.choose_terms(bilingual_synonyms, noun_counts, config.max_terms)
     expand_terms = [t for t, _ in noun_counts.most_common(config.expand_terms)]
     engine = llm.engine()
     groups = llm_synonyms.synonym_request_groups(bilingual_synonyms, judge_terms, expand_terms, engine)
     stores = {
         g["name"]: (
-            llm_store.for_settings({"task": "synonyms", "group": g["name"], "model": engine.model,
-                                    "prompt_style": engine.prompt_style, "sampling": g["sampling"]}),
+            llm_store.for_settings(
+                {
+                    "task": "synonyms",
+                    "group": g["name"],
+                    "model": engine.model,
+                    "prompt_style": engine.prompt_style,
+                    "sampling": g["sampling"],
+                }
+            ),
             {r["id"]: request_key(r) for r in g["requests"]},
         )
         for g in groups
@@ -369,13 +418,18 @@ def enhanced_synonyms(
 
     def job(missing: dict[str, list[str]]) -> dict:
         wanted = {name: set(ids) for name, ids in missing.items()}
-        return {"task": "synonyms", "groups": [{**g, "requests": [r for r in g["requests"] if r["id"] in wanted[g["name"]]]} for g in groups]}
+        return {
+            "task": "synonyms",
+            "groups": [{**g, "requests": [r for r in g["requests"] if r["id"] in wanted[g["name"]]]} for g in groups],
+        }
 
     answered, stats = generate_with_store(context, llm, llm_worker_client, stores, job)
     results = {group: [{"id": i, **c} for i, c in by_id.items()] for group, by_id in answered.items()}
     trusted = llm_synonyms.trusted_by_default(engine)
     settings = llm_synonyms.SynonymSettings(
-        max_terms=config.max_terms, expand_terms=config.expand_terms, max_additions=config.max_additions,
+        max_terms=config.max_terms,
+        expand_terms=config.expand_terms,
+        max_additions=config.max_additions,
         enforce_verdicts=trusted if config.enforce_verdicts is None else config.enforce_verdicts,
         accept_additions=trusted if config.accept_additions is None else config.accept_additions,
     )
@@ -398,8 +452,7 @@ def enhanced_synonyms(
             "korean_terms": len(value["synonyms"]),
             "judged_terms": len(judge_terms),
             "expanded_terms": len(expand_terms),
-            "sample_verdicts": dg.MetadataValue.md(markdown_table(
-                [v for v in value["verdicts"] if v["verdict"] != "unjudged"][:12])),
+            "sample_verdicts": dg.MetadataValue.md(markdown_table([v for v in value["verdicts"] if v["verdict"] != "unjudged"][:12])),
             **_speed_metadata(stats),
         },
     )

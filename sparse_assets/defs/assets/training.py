@@ -93,7 +93,9 @@ def train_model_asset(
         if step == total or step % max(1, total // 20) == 0:
             context.log.info(f"step {step}/{total} loss {loss:.4f}")
 
-    report = train_sparse_encoder(documents, pairs, idf, settings, out, Path(base_folder), teacher, progress=progress, warm_start=warm_start)
+    report = train_sparse_encoder(
+        documents, pairs, idf, settings, out, Path(base_folder), teacher, progress=progress, warm_start=warm_start
+    )
     png = loss_curve_png(report.loss_steps, report.losses, out / "loss_curve.png")
     validation = report.validation[-1] if report.validation else {}
     metadata = {
