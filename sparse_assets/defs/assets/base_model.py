@@ -14,8 +14,7 @@ from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.settings_config import config_from_settings
-from sparse_assets.defs.assets.training import SparseTrainingConfig, train_model_asset
-from sparse_assets.defs.checks import model_check_specs
+from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.resources import PROJECT_ROOT, BaseEncoder, CorpusSources, DenseVectorStore
@@ -350,14 +349,7 @@ def teacher_scores(
     return records
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key="model_io_manager",
-    code_version=code_versions.MODEL,
-    pool="gpu",
-    op_tags=GPU_OP_TAGS,
-    check_specs=model_check_specs("neural_sparse_v1_model"),
-)
+@sparse_model_asset(GROUP)
 def neural_sparse_v1_model(
     context: dg.AssetExecutionContext,
     config: SparseTrainingConfig,

@@ -11,9 +11,7 @@ import dagster as dg
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.base_model import TeacherConfig, teacher_for_pairs
-from sparse_assets.defs.assets.training import SparseTrainingConfig, train_model_asset
-from sparse_assets.defs.checks import model_check_specs
-from sparse_assets.defs.deployment import GPU_OP_TAGS
+from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.resources import BaseEncoder, DenseVectorStore
 from sparse_assets.encoder.sparse_model import idf_vector
@@ -80,14 +78,7 @@ def _train_v2(
     yield from checks
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key="model_io_manager",
-    code_version=code_versions.MODEL,
-    pool="gpu",
-    op_tags=GPU_OP_TAGS,
-    check_specs=model_check_specs("neural_sparse_v2_model"),
-)
+@sparse_model_asset(GROUP)
 def neural_sparse_v2_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -129,14 +120,7 @@ def neural_sparse_v2_model(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key="model_io_manager",
-    code_version=code_versions.MODEL,
-    pool="gpu",
-    op_tags=GPU_OP_TAGS,
-    check_specs=model_check_specs("neural_sparse_v2_without_llm_model"),
-)
+@sparse_model_asset(GROUP)
 def neural_sparse_v2_without_llm_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.settings_config import config_from_settings
-from sparse_assets.defs.checks import model_check_results
+from sparse_assets.defs.checks import model_check_results, model_check_specs
+from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import HandoverFolder
 from sparse_assets.encoder.sparse_model import SparseTrainingSettings
 from sparse_assets.training.sparse_training import train_sparse_encoder
@@ -28,6 +30,25 @@ SparseTrainingConfig = config_from_settings(
     "sparse_assets.encoder.sparse_model.SparseTrainingSettings, plus the bounds of the blocking checks.",
     **_CHECK_BOUNDS,
 )
+
+
+def sparse_model_asset(group_name: str):
+    """The decorator of a sparse model asset (v1, v2, v2 without LLM data), named after its function:
+    a model folder through the model IO manager, the training code's version, the accelerator pool and
+    GPU request, and the model checks it reports (`sparse_assets.defs.checks`)."""
+
+    def decorate(fn):
+        return dg.asset(
+            name=fn.__name__,
+            group_name=group_name,
+            io_manager_key="model_io_manager",
+            code_version=code_versions.MODEL,
+            pool="gpu",
+            op_tags=GPU_OP_TAGS,
+            check_specs=model_check_specs(fn.__name__),
+        )(fn)
+
+    return decorate
 
 
 def training_settings(config: dg.Config, **overrides) -> SparseTrainingSettings:
