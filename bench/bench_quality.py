@@ -45,13 +45,11 @@ CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min
 def load_set(name: str) -> tuple[list[dict], list[dict], list]:
     """(cleaned documents, human eval queries, raw questions) as the `documents` / `eval_queries` assets
     make them."""
-    from sparse_assets.data.corpus import CorpusFilter, clean_documents, load_beir, load_source
-    from sparse_assets.data.evalset import human_eval_queries
+    from sparse_assets.data.corpus import BEIR, CorpusFilter
+    from sparse_assets.data.evalset import read_corpus
 
-    raw = load_beir(SOURCES[name]) if name == "msmarco" else load_source(str(SOURCES[name]))
-    documents, report = clean_documents(raw.documents, CorpusFilter())
-    queries, _ = human_eval_queries(raw.questions, documents, report.resolved)
-    return documents, [dict(q) for q in queries], raw.questions
+    loaded = read_corpus([f"{BEIR}{SOURCES[name]}" if name == "msmarco" else str(SOURCES[name])], CorpusFilter())
+    return loaded.documents, [dict(q) for q in loaded.queries], loaded.raw.questions
 
 
 def sentence_split(questions, sampled_ids: set[str]) -> tuple[list[dict], list[dict]]:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+
+from sparse_assets.data.corpus import CorpusFilter
+from sparse_assets.data.evalset import read_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -21,13 +26,21 @@ def korquad_slice(target: Path, articles: int, start: int = 0) -> Path:
     return target
 
 
+@lru_cache(maxsize=8)
+def korquad_records(articles: int, start: int = 0) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    """(documents, human eval queries) of `articles` KorQuAD dev articles from `start`, loaded as the
+    `documents` / `eval_queries` assets load them (sparse_assets.data.evalset.read_corpus)."""
+    with tempfile.TemporaryDirectory() as folder:
+        loaded = read_corpus([str(korquad_slice(Path(folder) / "korquad.json", articles, start))], CorpusFilter())
+    return tuple(loaded.documents), tuple(dict(q) for q in loaded.queries)
+
+
 def korquad_documents(count: int) -> list[dict]:
-    """The first paragraph of `count` different KorQuAD dev articles."""
-    data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
-    return [
-        {"id": f"kq{i}", "title": a["title"], "text": a["paragraphs"][0]["context"], "source": "korquad"}
-        for i, a in enumerate(data["data"][:count])
-    ]
+    """The first paragraph of `count` different KorQuAD dev articles (as `documents` holds them)."""
+    firsts: dict[str, dict] = {}
+    for document in korquad_records(count)[0]:
+        firsts.setdefault(document["title"], dict(document))
+    return list(firsts.values())
 
 
 def five_documents() -> list[dict]:

@@ -1,30 +1,10 @@
-"""Helpers for the sparse-model tests: KorQuAD slices as records, one tiny trained model per session."""
+"""Helpers for the sparse-model tests: the base IDF, the real teacher, one tiny trained model per session."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from functools import lru_cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-KORQUAD_DEV = REPO.parent / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
-
-
-@lru_cache(maxsize=4)
-def korquad_records(articles: int, start: int = 0) -> tuple[tuple, tuple]:
-    """(documents, eval queries) of `articles` KorQuAD dev articles (questions: evaluation only)."""
-    data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
-    docs, queries, seen = [], [], {}
-    for article in data["data"][start : start + articles]:
-        for para in article["paragraphs"]:
-            ctx = para["context"]
-            if ctx not in seen:
-                seen[ctx] = "p" + hashlib.sha1(ctx.encode()).hexdigest()[:10]
-                docs.append({"id": seen[ctx], "title": article["title"], "text": ctx, "source": "korquad_dev"})
-            for qa in para["qas"]:
-                queries.append({"id": qa["id"], "query": qa["question"], "positive_id": seen[ctx], "source": "korquad_dev", "human": True})
-    return tuple(docs), tuple(queries)
+from sparse_assets_tests.korquad_data import korquad_records
 
 
 def base_idf(base_folder: Path, documents) -> dict[int, float]:

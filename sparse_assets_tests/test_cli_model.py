@@ -7,7 +7,8 @@ import json
 import pytest
 
 from sparse_assets.cli import main
-from sparse_assets_tests.sparse_helpers import korquad_records, trained_tiny_model
+from sparse_assets_tests.korquad_data import korquad_records
+from sparse_assets_tests.sparse_helpers import trained_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -249,7 +249,7 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     from dagster_k8s import PipesK8sClient
 
     from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
-    from sparse_assets_tests.korquad_data import documents_stub
+    from sparse_assets_tests.korquad_data import documents_stub, five_documents
 
     k8s = read_environment({"SPARSE_ASSETS_DEPLOYMENT": "k8s", "SPARSE_ASSETS_IMAGE": "registry.example/sparse-assets:test"}).deployment
     pods = []
@@ -278,7 +278,7 @@ def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     assert len(pods) == 1 and pods[0]["image"] == "registry.example/sparse-assets:test"
     assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     pairs = result.output_for_node("synthetic_qd_pairs")
-    assert {p["positive_id"] for p in pairs} == {f"kq{i}" for i in range(5)}
+    assert {p["positive_id"] for p in pairs} == {d["id"] for d in five_documents()}
     meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
     assert meta["llm/prompts"].value == 5  # the worker's report came back through the Pipes session
 

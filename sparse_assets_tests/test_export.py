@@ -57,7 +57,7 @@ def test_export_packages_and_torchscript_parity(tiny, tmp_path):
 
 
 def test_export_for_another_corpus_writes_that_corpus_idf(tiny, tmp_path):
-    from sparse_assets_tests.sparse_helpers import korquad_records
+    from sparse_assets_tests.korquad_data import korquad_records
 
     folder, *_ = tiny
     texts = [d["text"] for d in korquad_records(2, start=20)[0]]

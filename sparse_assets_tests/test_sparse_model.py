@@ -27,7 +27,8 @@ from sparse_assets.encoder.sparse_model import (
     with_corpus_statistics,
 )
 from sparse_assets.evaluation.retrieval import evaluate_systems, model_idf
-from sparse_assets_tests.sparse_helpers import base_idf, korquad_records, teacher_for, tiny_settings, trained_tiny_model
+from sparse_assets_tests.korquad_data import korquad_records
+from sparse_assets_tests.sparse_helpers import base_idf, teacher_for, tiny_settings, trained_tiny_model
 
 QUERIES = ["대한민국의 수도는 어디인가?", "", "임진왜란 " * 400, "이순신 장군"]  # empty, and longer than the tokenizer allows
 

@@ -8,12 +8,63 @@ every report can say so.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from sparse_assets.data.corpus import Question, canonical_text
+from sparse_assets.data.corpus import (
+    CorpusError,
+    CorpusFilter,
+    FilterReport,
+    Question,
+    RawCorpus,
+    canonical_text,
+    clean_documents,
+    load_source,
+)
 from sparse_assets.data.korean import normalize_text
 from sparse_assets.data.records import Document, EvalQuery
 from sparse_assets.training.pairs import PseudoQuerySettings, pseudo_queries
+
+
+@dataclass
+class CorpusWithQuestions:
+    """Cleaned documents and the human evaluation questions about them, as the `documents` and
+    `eval_queries` assets hold them; `raw` is what the sources held, `orphaned` how many questions lost
+    every relevant document to filtering."""
+
+    documents: list[Document]
+    queries: list[EvalQuery]
+    orphaned: int
+    report: FilterReport
+    raw: RawCorpus
+
+
+def read_corpus(sources: Sequence[str], settings: CorpusFilter, log: Callable[[str], None] = lambda _: None) -> CorpusWithQuestions:
+    """Every source read (`corpus.load_source`), cleaned together (`corpus.clean_documents`) and its
+    human questions tied to the kept documents: the one way the assets, the benchmarks and the tests
+    load a corpus. `log` gets a line per source. Raises CorpusError naming the fix when a source holds
+    no passages, nothing survives filtering, or no question keeps a relevant document."""
+    raw = RawCorpus()
+    for source in sources:
+        loaded = load_source(source)
+        if not loaded.documents:
+            raise CorpusError(f"{source} holds no passages (an empty file?): fix it or remove it from the corpus sources (CORPUS=...)")
+        dropped = f" (not evaluated: {dict(loaded.dropped_questions)})" if loaded.dropped_questions else ""
+        log(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions{dropped}")
+        raw.extend(loaded)
+    documents, report = clean_documents(raw.documents, settings)
+    if not documents:
+        raise CorpusError(
+            f"no documents left after filtering {len(raw.documents)} passages from {list(sources)} "
+            f"(dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
+        )
+    queries, orphaned = human_eval_queries(raw.questions, documents, report.resolved)
+    if raw.questions and not queries:
+        raise CorpusError(
+            f"none of the {len(raw.questions)} human questions of {list(sources)} has a relevant document left "
+            f"after filtering (dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
+        )
+    return CorpusWithQuestions(documents, queries, orphaned, report, raw)
 
 
 def human_eval_queries(

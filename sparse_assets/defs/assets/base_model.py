@@ -58,32 +58,17 @@ DocumentsConfig = config_from_settings(
     },
 )
 def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus_sources: CorpusSources):
-    raw = corpus.RawCorpus()
-    for source in corpus_sources.sources:
-        loaded = corpus.load_source(source)
-        if not loaded.documents:
-            raise dg.Failure(f"{source} holds no passages (an empty file?): fix it or remove it from the corpus sources (CORPUS=...)")
-        dropped = f" (not evaluated: {dict(loaded.dropped_questions)})" if loaded.dropped_questions else ""
-        context.log.info(f"{source}: {len(loaded.documents)} passages, {len(loaded.questions)} questions{dropped}")
-        raw.extend(loaded)
     settings = corpus.CorpusFilter(config.min_chars, config.max_chars, config.min_hangul_ratio)
-    docs, report = corpus.clean_documents(raw.documents, settings)
-    if not docs:
-        raise dg.Failure(
-            f"no documents left after filtering {len(raw.documents)} passages from {corpus_sources.sources} "
-            f"(dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
-        )
-    queries, orphaned = evalset.human_eval_queries(raw.questions, docs, report.resolved)
-    if raw.questions and not queries:
-        raise dg.Failure(
-            f"none of the {len(raw.questions)} human questions of {corpus_sources.sources} has a relevant document left "
-            f"after filtering (dropped: {dict(report.dropped)}); check the sources or loosen min_chars / min_hangul_ratio"
-        )
+    try:
+        loaded = evalset.read_corpus(corpus_sources.sources, settings, log=context.log.info)
+    except corpus.CorpusError as error:
+        raise dg.Failure(str(error)) from error
+    docs, queries = loaded.documents, loaded.queries
     if not queries:
         queries = evalset.pseudo_eval_queries(docs, config.eval_fraction, config.max_pseudo_eval_queries, config.seed)
         context.log.warning("the corpus has no human questions: evaluation uses held-out pseudo-queries")
-    yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, report), data_version=_content_version(docs))
-    yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, orphaned, raw))
+    yield dg.Output(docs, output_name="documents", metadata=_documents_metadata(docs, loaded.report), data_version=_content_version(docs))
+    yield dg.Output(queries, output_name="eval_queries", metadata=_eval_metadata(queries, loaded.orphaned, loaded.raw))
 
 
 def _content_version(records: list[dict]) -> dg.DataVersion:
