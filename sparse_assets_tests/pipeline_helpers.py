@@ -12,7 +12,7 @@ from sparse_assets.defs.assets.enhanced_model import enhanced_assets
 from sparse_assets.defs.assets.llm_generated import llm_assets, llm_checks
 from sparse_assets.defs.definitions import build_definitions
 from sparse_assets.defs.resources import LLMResource
-from sparse_assets_tests.korquad_data import REPO, korquad_slice
+from sparse_assets_tests.korquad_data import MUSE_KO_EN, REPO, korquad_slice
 
 GRAPH = [*base_assets, *llm_assets, *enhanced_assets]
 ASSETS = [*GRAPH, *base_checks, *llm_checks]
@@ -53,7 +53,7 @@ class Pipeline:
         self.corpus = korquad_slice(tmp / "korquad.json", articles=3)
         self.root = tmp / "dataset"
         self.instance = dg.DagsterInstance.from_config(str(self.home))
-        defs = build_definitions(self.root, [str(self.corpus)], cache_dir=model_cache)
+        defs = build_definitions(self.root, [str(self.corpus)], cache_dir=model_cache, muse_path=MUSE_KO_EN)
         self.resources = {**defs.resources, "llm": LLMResource(backend="openai", base_url=server.url)}
         self.graph = defs.resolve_asset_graph()
 

@@ -10,11 +10,11 @@ import pytest
 
 from sparse_assets.defs.assets.base_model import base_checks, data_assets, teacher_assets
 from sparse_assets.defs.definitions import build_definitions
-from sparse_assets_tests.korquad_data import korquad_slice
+from sparse_assets_tests.korquad_data import MUSE_KO_EN, korquad_slice
 
 
 def materialize_base(root, sources, cache, **kwargs):
-    defs = build_definitions(root, sources, cache_dir=cache)
+    defs = build_definitions(root, sources, cache_dir=cache, muse_path=MUSE_KO_EN)
     return dg.materialize([*data_assets, *base_checks], resources=defs.resources, **kwargs)
 
 

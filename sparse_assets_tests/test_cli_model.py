@@ -30,26 +30,15 @@ def beir(tmp_path):
     return folder
 
 
+def evaluate_args(model, beir, out) -> list[str]:
+    """`evaluate` of `model` on the BEIR folder's three files, results to `out`."""
+    files = ["--corpus", str(beir / "corpus.jsonl"), "--queries", str(beir / "queries.jsonl"), "--qrels", str(beir / "qrels.tsv")]
+    return ["evaluate", "--model", str(model), *files, "--output", str(out)]
+
+
 def test_evaluate_writes_rows(tiny, beir, tmp_path, capsys):
-    folder = tiny[0]
     out = tmp_path / "results.json"
-    code = main(
-        [
-            "evaluate",
-            "--model",
-            str(folder),
-            "--corpus",
-            str(beir / "corpus.jsonl"),
-            "--queries",
-            str(beir / "queries.jsonl"),
-            "--qrels",
-            str(beir / "qrels.tsv"),
-            "--bm25",
-            "--output",
-            str(out),
-        ]
-    )
-    assert code == 0
+    assert main([*evaluate_args(tiny[0], beir, out), "--bm25"]) == 0
     printed = capsys.readouterr().out
     assert "bm25" in printed and "model" in printed and "ndcg@10" in printed
     result = json.loads(out.read_text())
@@ -68,19 +57,7 @@ def test_evaluate_says_which_queries_it_could_not_score(tiny, beir, tmp_path, ca
     lines = (beir / "qrels.tsv").read_text().splitlines()
     (beir / "qrels.tsv").write_text("\n".join(lines[:11]) + "\n")  # labels for 10 of the 40 queries
     out = tmp_path / "results.json"
-    args = [
-        "evaluate",
-        "--model",
-        str(tiny[0]),
-        "--corpus",
-        str(beir / "corpus.jsonl"),
-        "--queries",
-        str(beir / "queries.jsonl"),
-        "--qrels",
-        str(beir / "qrels.tsv"),
-        "--output",
-        str(out),
-    ]
+    args = evaluate_args(tiny[0], beir, out)
     assert main(args) == 0
     assert "30 of 40 queries have no relevance labels" in capsys.readouterr().err
     assert (json.loads(out.read_text())["queries"], json.loads(out.read_text())["unlabelled_queries"]) == (10, 30)

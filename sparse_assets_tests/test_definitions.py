@@ -41,7 +41,7 @@ def test_every_asset_has_a_group_a_code_version_and_a_description():
 
 
 def definitions_snapshot() -> dict:
-    """What a reviewer should see change in a diff: each asset's group, inputs, IO manager, pools and
+    """What a reviewer should see change in a diff: each asset's group, inputs, IO manager, resources, pools and
     kinds, each check's asset and blocking flag, each job's assets, the schedules and sensors.
     (Code versions are digests of the code, checked below; descriptions are prose.)"""
     graph = defs.resolve_asset_graph()
@@ -52,6 +52,7 @@ def definitions_snapshot() -> dict:
             "group": node.group_name,
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "io_manager": node.io_manager_key,
+            "resources": sorted(node.assets_def.op.required_resource_keys),
             "pools": sorted(node.pools or []),
             "kinds": sorted(node.kinds),
         }

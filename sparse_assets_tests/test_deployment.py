@@ -21,8 +21,8 @@ from sparse_assets.defs import deployment
 from sparse_assets.defs.assets.base_model import base_assets, data_assets, eval_queries_are_not_training_queries, teacher_assets
 from sparse_assets.defs.definitions import build_definitions
 from sparse_assets.defs.io_managers import io_managers
-from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
-from sparse_assets.environment import Deployment, read_environment
+from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
+from sparse_assets.environment import DEFAULT_LLM_PYTHON, Deployment, read_environment
 from sparse_assets.store.storage import content_hash, read_index
 from sparse_assets_tests.korquad_data import REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI, last_title
@@ -160,7 +160,7 @@ def test_every_gpu_asset_gets_its_gpus_under_k8s(launcher):
     assert deployment.executor_for(k8s).name == "sparse_assets_k8s_executor"
 
     graph = build_definitions("dataset", ["embedded"]).resolve_asset_graph()
-    worker_gpus = deployment.k8s_worker_client(k8s).gpus if launcher == "pod" else 0
+    worker_gpus = deployment.k8s_worker_client(k8s).deployment.llm_gpus if launcher == "pod" else 0
     gpu_assets, cpu_assets = [], []
     for key in graph.get_all_asset_keys():
         op = graph.get(key).assets_def.op
@@ -241,7 +241,7 @@ def test_the_worker_pod_client_takes_the_llm_assets_call(monkeypatch):
         )
 
 
-@pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
+@pytest.mark.skipif(not DEFAULT_LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
 def test_the_llm_asset_runs_through_the_pod_client(tmp_path, monkeypatch):
     """The k8s resource swap end to end, with the pod emulated by a local subprocess: the asset's
     call goes through K8sWorkerClient into PipesK8sClient.run, whose pod spec (working dir) and

@@ -27,13 +27,14 @@ import pytest
 from sparse_assets.defs.assets.base_model import base_assets, eval_queries_are_not_training_queries
 from sparse_assets.defs.definitions import build_definitions
 from sparse_assets.defs.io_managers import io_managers
-from sparse_assets.defs.resources import LLM_PYTHON, LLMResource
+from sparse_assets.defs.resources import LLMResource
+from sparse_assets.environment import DEFAULT_LLM_PYTHON
 from sparse_assets.store.dataset_manager import DatasetManager
 from sparse_assets.store.layout import METADATA_FILE
 from sparse_assets_tests.korquad_data import KORQUAD_DEV, REPO, korquad_slice
 from sparse_assets_tests.llm_fakes import FakeOpenAI
 
-needs_llm_env = pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
+needs_llm_env = pytest.mark.skipif(not DEFAULT_LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing")
 DAGSTER = Path(sys.executable).parent / "dagster"
 BASE_ARTIFACTS = {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base"}
 # the base_model group's data assets (its model, neural_sparse_v1_model, is trained elsewhere in the tests)

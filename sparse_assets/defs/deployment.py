@@ -122,12 +122,9 @@ def _worker_client_class():
         def __init__(self, deployment: Deployment, **kwargs):
             super().__init__(**kwargs)
             self.deployment = deployment
-            self.image = deployment.image
-            self.namespace = deployment.k8s_namespace
-            self.gpus = deployment.llm_gpus
 
         def pod_spec(self, cwd: str | None = None) -> dict:
-            container: dict[str, Any] = {"resources": gpu_k8s_config(self.gpus)["container_config"]["resources"]}
+            container: dict[str, Any] = {"resources": gpu_k8s_config(self.deployment.llm_gpus)["container_config"]["resources"]}
             if cwd:
                 container["workingDir"] = cwd
             spec: dict[str, Any] = {"containers": [container]}
@@ -148,7 +145,7 @@ def _worker_client_class():
             cwd: str | None = None,
             **kwargs,
         ):
-            if not self.image:
+            if not self.deployment.image:
                 raise DagsterPipesExecutionError(
                     "the LLM worker pod needs an image: set SPARSE_ASSETS_IMAGE (or run under the k8s run launcher)"
                 )
@@ -160,8 +157,8 @@ def _worker_client_class():
                     command=list(command) if not isinstance(command, str) else command,
                     extras=extras,
                     env=env,
-                    image=self.image,
-                    namespace=self.namespace,
+                    image=self.deployment.image,
+                    namespace=self.deployment.k8s_namespace,
                     base_pod_spec=self.pod_spec(cwd),
                     **kwargs,
                 )

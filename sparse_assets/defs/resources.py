@@ -7,8 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparse_assets.data.corpus import EMBEDDED
-from sparse_assets.environment import DEFAULT_CACHE, PROJECT_ROOT, Deployment, LLMBackend
-from sparse_assets.environment import DEFAULT_LLM_PYTHON as LLM_PYTHON
+from sparse_assets.environment import DEFAULT_CACHE, DEFAULT_LLM_PYTHON, PROJECT_ROOT, Deployment, LLMBackend
 
 
 class CorpusSources(dg.ConfigurableResource):
@@ -37,6 +36,27 @@ class BaseEncoder(dg.ConfigurableResource):
         return AutoTokenizer.from_pretrained(str(self.folder()))
 
 
+class SynonymSources(dg.ConfigurableResource):
+    """Where `bilingual_synonyms` takes its Korean -> English pairs from: a MUSE ko-en dictionary file
+    (`muse_path`, SPARSE_ASSETS_MUSE; none: namehint alone) and the namehint package."""
+
+    muse_path: str | None = None
+    use_namehint: bool = True
+
+    def read(self) -> list[dict[str, list[str]]]:
+        """Each configured source's {korean: [english, ...]}; raises SynonymSourceError naming the fix."""
+        from sparse_assets.data import bilingual_dictionary
+
+        sources = []
+        if self.muse_path:
+            sources.append(bilingual_dictionary.read_muse(Path(self.muse_path)))
+        if self.use_namehint:
+            sources.append(bilingual_dictionary.read_namehint())
+        if not sources:
+            raise bilingual_dictionary.SynonymSourceError("no synonym source: set muse_path (SPARSE_ASSETS_MUSE) or use_namehint")
+        return sources
+
+
 # --- LLM step: the backend of group llm_generated (see sparse_assets/llm/) ---
 
 
@@ -51,7 +71,7 @@ class LLMResource(dg.ConfigurableResource):
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None  # name of an environment variable holding the API key
-    python: str = str(LLM_PYTHON)
+    python: str = str(DEFAULT_LLM_PYTHON)
     cache_dir: str = str(DEFAULT_CACHE)
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None

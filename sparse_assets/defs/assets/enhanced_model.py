@@ -26,7 +26,9 @@ PER_QUERY = "per_query_ndcg@10"
 class EnhancedTrainingConfig(SparseTrainingConfig):
     """v1's hyperparameters, plus how v2 uses v1 and the LLM's output."""
 
-    warm_start_from_v1: bool = True  # continue from v1's head and length slope (else a fresh head on the base encoder)
+    # Continue from v1's head and length slope (else a fresh head on the base encoder). The default, so
+    # both v2 assets take v1 as an input and a new v1 marks them stale; with False that input goes unused.
+    warm_start_from_v1: bool = True
     # A warm start fine-tunes v1 rather than training it again: this share of `steps` at this share of
     # `learning_rate`. At v1's full schedule the continuation overfit the pseudo-queries (KorQuAD tuning
     # questions, NDCG@10: v1 0.9555, v2 0.9511, without LLM pairs 0.9517; at 1/3 of the steps and 1/4 of

@@ -21,10 +21,11 @@ from typing import Annotated
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not re-exported by `dagster`
 
-from sparse_assets.bounds import Ge, Le
+from sparse_assets.bounds import Ge
 from sparse_assets.data import evalset
 from sparse_assets.data.records import QDPair
 from sparse_assets.defs import code_versions
+from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
 from sparse_assets.defs.resources import PROJECT_ROOT, LLMCompletionStore, LLMResource
 from sparse_assets.llm import filters
 from sparse_assets.llm import synonyms as llm_synonyms
@@ -38,27 +39,22 @@ GROUP = "llm_generated"
 POOL = "gpu"
 
 
-class SyntheticQueriesConfig(dg.Config):
-    """Generation, filter and negative-mining settings for `synthetic_qd_pairs`."""
-
-    max_documents: Annotated[int, Ge(0)] = (
-        300  # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded sample that stays put when documents are added
-    )
-    queries_per_document: Annotated[int, Ge(1)] = 3
-    max_doc_chars: Annotated[int, Ge(50)] = 600  # the document is cut here in the prompt (CPU prefill time)
-    temperature: Annotated[float, Ge(0)] | None = None  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
-    max_tokens: Annotated[int, Ge(1)] | None = None  # None: 40 few-shot, 8192 for a thinking model (trace first)
-    min_chars: Annotated[int, Ge(1)] = 8
-    max_chars: Annotated[int, Ge(1)] = 80
-    min_hangul_ratio: Annotated[float, Ge(0), Le(1)] = 0.5
-    require_question: bool = True
-    max_copy_ratio: Annotated[float, Ge(0), Le(1)] = 0.75
-    max_fewshot_similarity: Annotated[float, Ge(0), Le(1)] = 0.8
-    roundtrip_k: Annotated[int, Ge(1)] = 10
-    hard_negatives: Annotated[int, Ge(0)] = 3
-    random_negatives: Annotated[int, Ge(0)] = 1
-    bm25_depth: Annotated[int, Ge(1)] = 30
-    seed: Annotated[int, Ge(0)] = 13
+SyntheticQueriesConfig = config_from_settings(
+    "SyntheticQueriesConfig",
+    filters.FilterSettings,
+    "Generation, filter (sparse_assets.llm.filters.FilterSettings) and negative-mining settings for `synthetic_qd_pairs`.",
+    # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded
+    # sample that stays put when documents are added
+    max_documents=(Annotated[int, Ge(0)], 300),
+    queries_per_document=(Annotated[int, Ge(1)], 3),
+    max_doc_chars=(Annotated[int, Ge(50)], 600),  # the document is cut here in the prompt (CPU prefill time)
+    temperature=(Annotated[float, Ge(0)] | None, None),  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
+    max_tokens=(Annotated[int, Ge(1)] | None, None),  # None: 40 few-shot, 8192 for a thinking model (trace first)
+    hard_negatives=(Annotated[int, Ge(0)], 3),
+    random_negatives=(Annotated[int, Ge(0)], 1),
+    bm25_depth=(Annotated[int, Ge(1)], 30),
+    seed=(Annotated[int, Ge(0)], 13),
+)
 
 
 class EnhancedSynonymsConfig(dg.Config):
@@ -291,15 +287,7 @@ def synthetic_qd_pairs(
             hits_cache[q] = [doc_id for doc_id, _ in hits]
         return [hits_cache[q] for q in queries]
 
-    settings = filters.FilterSettings(
-        min_chars=config.min_chars,
-        max_chars=config.max_chars,
-        min_hangul_ratio=config.min_hangul_ratio,
-        require_question=config.require_question,
-        max_copy_ratio=config.max_copy_ratio,
-        max_fewshot_similarity=config.max_fewshot_similarity,
-        roundtrip_k=config.roundtrip_k,
-    )
+    settings = settings_from_config(filters.FilterSettings, config)
     report = filters.filter_generations(generations, documents, engine.prompt_style, settings, ranker)
     dropped = {k: int(v) for k, v in report.dropped.items()}
     if not report.accepted:

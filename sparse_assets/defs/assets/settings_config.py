@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from typing import TypeVar
 
 import dagster as dg
 import pydantic
+
+Settings = TypeVar("Settings")
 
 
 def config_from_settings(name: str, settings: type, doc: str, **fields: tuple) -> type[dg.Config]:
@@ -18,3 +21,12 @@ def config_from_settings(name: str, settings: type, doc: str, **fields: tuple) -
     hints = typing.get_type_hints(settings, include_extras=True)
     own = {f.name: (hints[f.name], f.default) for f in dataclasses.fields(settings)}
     return pydantic.create_model(name, __base__=dg.Config, __doc__=doc, **{**own, **fields})
+
+
+def settings_from_config(settings: type[Settings], config: dg.Config, **overrides) -> Settings:
+    """The dataclass `settings` from a run config made by `config_from_settings` (its other fields
+    ignored, a list given back as the tuple the dataclass holds), with `overrides` on top."""
+    values = config.model_dump()
+    own = {f.name: values[f.name] for f in dataclasses.fields(settings) if f.name in values}
+    own = {k: tuple(v) if isinstance(v, list) else v for k, v in own.items()}
+    return settings(**{**own, **overrides})

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import dagster as dg
 
 from sparse_assets.defs import code_versions
-from sparse_assets.defs.assets.settings_config import config_from_settings
+from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
 from sparse_assets.defs.checks import model_check_results, model_check_specs
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import HandoverFolder
@@ -49,12 +48,6 @@ def sparse_model_asset(group_name: str):
         )(fn)
 
     return decorate
-
-
-def training_settings(config: dg.Config, **overrides) -> SparseTrainingSettings:
-    """The SparseTrainingSettings of a run config (fields of other concerns ignored)."""
-    fields = {f.name for f in dataclasses.fields(SparseTrainingSettings)}
-    return SparseTrainingSettings(**{**{k: v for k, v in config.model_dump().items() if k in fields}, **overrides})
 
 
 def loss_curve_markdown(steps: list[int], losses: list[float], points: int = 20) -> str:
@@ -105,7 +98,9 @@ def train_model_asset(
     `teacher`: (query, positive_id) -> teacher record for every pair;
     `cache_dir` keeps the frozen encoder's token states between runs; `overrides` replace settings of
     `config` (a warm start's shorter, gentler schedule)."""
-    settings = training_settings(config, hidden_cache_dir=config.hidden_cache_dir or cache_dir, **(overrides or {}))
+    settings = settings_from_config(
+        SparseTrainingSettings, config, hidden_cache_dir=config.hidden_cache_dir or cache_dir, **(overrides or {})
+    )
     idf = idf_statistics.idf if hasattr(idf_statistics, "idf") else idf_statistics
     handover = HandoverFolder.new()
     out = handover.path
