@@ -70,6 +70,6 @@ ui: install
 clean-venvs:
 	rm -rf $(VENV) $(LLM_VENV)
 
-# Benchmarks (issue 6): stages, full pipeline and re-runs on KorQuAD dev, encoding, latency, LLM tokens/s -> bench/results.json, bench/README.md
+# Benchmarks: stages, full pipeline and re-runs on KorQuAD dev, encoding, latency, LLM tokens/s -> bench/results.json, bench/README.md
 bench: install llm-env
 	$(VENV)/bin/python bench/run_bench.py

@@ -5,7 +5,7 @@ under Dagster Pipes in .venv-llm, then the filters and round-trip against all 96
     nice .venv/bin/python bench/bench_llm.py [--paragraphs 200] [--queries-per-document 3]
         [--backend vllm|openai --base-url URL]
 
-Targets (issue 4): <= 600 s wall time including engine start; >= 60% of the paragraphs with at
+Targets: <= 600 s wall time including engine start; >= 60% of the paragraphs with at
 least one accepted query. Writes bench/results_llm.json and bench/llm.md. KorQuAD's questions
 are not used at all (evaluation only).
 """

@@ -1,4 +1,4 @@
-"""Model-quality benchmark (issue 10): the v1 recipe against BM25-Kiwi on the dev sets' human questions.
+"""Model-quality benchmark: the v1 recipe against BM25-Kiwi on the dev sets' human questions.
 
     nice .venv/bin/python bench/bench_quality.py [--sets korquad,msmarco] [--questions 2000] [--steps N]
 
@@ -37,7 +37,7 @@ SOURCES = {
     "korquad": DATA / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json",
     "msmarco": DATA / "msmarco_ko",
 }
-# dense weight of the teacher row, per set (the mixes measured in issue 10; training uses the default)
+# dense weight of the teacher row, per set (the best mix measured on each set; training uses the default)
 TEACHER_ROW_WEIGHTS = {"korquad": 0.5, "msmarco": 0.7}
 CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min-max mixed
 
@@ -179,7 +179,7 @@ def with_bootstrap(rows: list[dict], candidate: str) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["# Model quality (issue 10)", "", f"`{results['command']}` — {results['finished']}, peak RSS {results['peak_rss_gb']} GB", ""]
+    lines = ["# Model quality", "", f"`{results['command']}` — {results['finished']}, peak RSS {results['peak_rss_gb']} GB", ""]
     for name, section in results["sets"].items():
         t = section["training"]
         lines += [

@@ -1,4 +1,4 @@
-"""Re-synthesis cost after the corpus grows (issue 13): the LLM step on KorQuAD dev with 10% of its
+"""Re-synthesis cost after the corpus grows: the LLM step on KorQuAD dev with 10% of its
 documents held back, then again on the whole corpus, with the real LLM backend and the completion
 store between them.
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "resynthesis.json").write_text(json.dumps(results, indent=1) + "\n")
     rows = [("full run (empty store)", full), (f"after {len(documents) - len(before)} new documents", again)]
     lines = [
-        "# Re-synthesis after the corpus grows (issue 13)",
+        "# Re-synthesis after the corpus grows",
         "",
         f"`{results['command']}` — {results['finished']}",
         "",

@@ -1,4 +1,4 @@
-"""How the whole graph's cost grows with the corpus (issue 13): `all_assets_job` (what `make run`
+"""How the whole graph's cost grows with the corpus: `all_assets_job` (what `make run`
 runs) on KorQuAD dev (960 documents) and on msmarco_ko (7,266 passages, through the BEIR source),
 each on a fresh dataset root and Dagster instance, then per stage (Dagster step) the wall time and
 the step process's peak memory, side by side with the cost per 1,000 documents.
@@ -122,7 +122,7 @@ def report(results: dict, command: str) -> str:
     names = list(results)
     base = results[names[0]]
     lines = [
-        "# Whole-graph cost at two corpus sizes (issue 13)",
+        "# Whole-graph cost at two corpus sizes",
         "",
         f"`{command}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",

@@ -1,4 +1,4 @@
-"""The project benchmark: every stage against its peer, in one run (issue 6).
+"""The project benchmark: every stage against its peer, in one run.
 
     .venv/bin/python bench/run_bench.py                      # everything, KorQuAD 1.0 dev (what `make bench` runs)
     .venv/bin/python bench/run_bench.py --quick              # a KorQuAD slice, small LLM/training settings

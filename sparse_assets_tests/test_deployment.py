@@ -1,4 +1,4 @@
-"""Beyond one machine, as far as a machine without a cluster can test it (issue 6): the same
+"""Beyond one machine, as far as a machine without a cluster can test it: the same
 Definitions load and validate with the k8s executor (SPARSE_ASSETS_DEPLOYMENT=k8s), every GPU step
 gets its GPU request, the LLM worker's pod client takes the LLM assets' call unchanged, and the IO
 managers round-trip a real base_model materialization through an fsspec filesystem (`memory://`)."""

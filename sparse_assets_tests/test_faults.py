@@ -1,4 +1,4 @@
-"""Faults and bad input through real materializations (issue 6). Each case ends in a clear message,
+"""Faults and bad input through real materializations. Each case ends in a clear message,
 and every artifact made before it stays byte-for-byte intact and still loads through the IO managers.
 
 One base_model materialization on a KorQuAD slice is made per module (`golden`) and copied for each

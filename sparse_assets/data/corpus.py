@@ -8,7 +8,7 @@ A source is a string:
   (``context`` + ``question``) or plain text (``text``), e.g. ``hf:squad_kor_v1``, ``hf:klue:mrc@validation``,
   ``hf:wikimedia/wikipedia:20231101.ko``;
 - ``beir:<folder>``: a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv`` or ``qrels.tsv``),
-  e.g. ``beir:../shared/data/msmarco_ko``; its documents keep their corpus ``_id`` as ``source_id``.
+  e.g. ``beir:data/msmarco_ko``; its documents keep their corpus ``_id`` as ``source_id``.
 SQuAD-shaped sources and BEIR folders also yield their human questions (evaluation only): a SQuAD
 question is tied to its paragraph's text, a BEIR query to its graded judgments (qrels).
 """

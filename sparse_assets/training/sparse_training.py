@@ -19,7 +19,7 @@ Two paths, one set of loss classes:
   slope train. Scores of an inference-free model only need the document weights of the batch's query
   tokens, so each step computes the head on those columns (plus a stratified sample of the
   vocabulary for an unbiased FLOPS estimate) and hands the embeddings to the loss classes'
-  ``compute_loss_from_embeddings``. A step takes about 0.1 s on two CPU cores.
+  ``compute_loss_from_embeddings``, cheap enough for a CPU.
 - ``freeze_encoder=False``: the library's SparseEncoderTrainer with SpladeLoss around the ranking loss
   (Router columns mapped query -> query side, documents -> document side). The GPU path.
 """

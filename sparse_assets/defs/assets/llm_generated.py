@@ -43,8 +43,8 @@ SyntheticQueriesConfig = config_from_settings(
     "SyntheticQueriesConfig",
     filters.FilterSettings,
     "Generation, filter (sparse_assets.llm.filters.FilterSettings) and negative-mining settings for `synthetic_qd_pairs`.",
-    # 0: every document; 300 keeps the CPU default near 12 min (about 2.5 s per document); a seeded
-    # sample that stays put when documents are added
+    # 0: every document; 300 bounds the LLM's cost on a CPU (README: the LLM step); a seeded sample that
+    # stays put when documents are added
     max_documents=(Annotated[int, Ge(0)], 300),
     queries_per_document=(Annotated[int, Ge(1)], 3),
     max_doc_chars=(Annotated[int, Ge(50)], 600),  # the document is cut here in the prompt (CPU prefill time)
