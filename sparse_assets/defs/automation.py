@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-LLM_GROUP = "llm_generated"
-ENHANCED_GROUP = "enhanced_model"
+from sparse_assets.defs.names import BASE_GROUP, ENHANCED_GROUP, LLM_GROUP
+
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 all_assets_job = dg.define_asset_job(
@@ -11,7 +11,7 @@ all_assets_job = dg.define_asset_job(
 )
 base_job = dg.define_asset_job(
     "base_job",
-    selection=dg.AssetSelection.groups("base_model"),
+    selection=dg.AssetSelection.groups(BASE_GROUP),
     description="The base_model group: corpus, IDF, synonyms, pairs, v1 model.",
 )
 resynthesis_job = dg.define_asset_job(

@@ -16,13 +16,11 @@ from sparse_assets.defs.assets.settings_config import config_from_settings, sett
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
+from sparse_assets.defs.names import BASE_GROUP, GPU_POOL
 from sparse_assets.defs.resources import BaseEncoder, CorpusSources, DenseVectorStore, SynonymSources
 from sparse_assets.encoder import sparse_model
 from sparse_assets.tables import markdown_table
 from sparse_assets.training import pairs, teacher
-
-GROUP = "base_model"
-
 
 DocumentsConfig = config_from_settings(
     "DocumentsConfig",
@@ -39,7 +37,7 @@ DocumentsConfig = config_from_settings(
     outs={
         "documents": dg.AssetOut(
             io_manager_key="json_io_manager",
-            group_name=GROUP,
+            group_name=BASE_GROUP,
             code_version=code_versions.DOCUMENTS,
             description="The retrieval corpus: normalised (NFC, whitespace), deduplicated (exact and near), "
             "length- and Hangul-filtered passages {id, title, text, source, date?, source_id?} from every configured "
@@ -47,7 +45,7 @@ DocumentsConfig = config_from_settings(
         ),
         "eval_queries": dg.AssetOut(
             io_manager_key="json_io_manager",
-            group_name=GROUP,
+            group_name=BASE_GROUP,
             code_version=code_versions.DOCUMENTS,
             description="Held-out evaluation questions {id, query, positive_id, source, human, relevant?}: the human "
             "questions of SQuAD-format sources and the labelled queries of BEIR folders (relevant: their graded "
@@ -134,7 +132,7 @@ class IdfConfig(dg.Config):
     max_boost: Annotated[float, Ge(1)] = 1.5
 
 
-@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.IDF_STATISTICS)
+@dg.asset(group_name=BASE_GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.IDF_STATISTICS)
 def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documents: list[dict], base_encoder: BaseEncoder):
     """Inverse document frequency per token id of the base encoder's tokenizer,
     ln(1 + (N - df + 0.5) / (df + 0.5)), with bounded trend boosts (configured keywords; terms whose
@@ -164,7 +162,7 @@ class SynonymsConfig(dg.Config):
     max_english_per_term: Annotated[int, Ge(1)] = 5
 
 
-@dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version=code_versions.BILINGUAL_SYNONYMS)
+@dg.asset(group_name=BASE_GROUP, io_manager_key="json_io_manager", code_version=code_versions.BILINGUAL_SYNONYMS)
 def bilingual_synonyms(
     context: dg.AssetExecutionContext, config: SynonymsConfig, documents: list[dict], synonym_sources: SynonymSources
 ) -> dict[str, list[str]]:
@@ -195,7 +193,7 @@ PseudoQueryConfig = config_from_settings(
 )
 
 
-@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.PAIRS)
+@dg.asset(group_name=BASE_GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.PAIRS)
 def qd_pairs_base(
     context: dg.AssetExecutionContext, config: PseudoQueryConfig, documents: list[dict], eval_queries: list[dict]
 ) -> list[dict]:
@@ -245,7 +243,11 @@ class DenseTeacherConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.DOCUMENT_EMBEDDINGS, pool="gpu", op_tags=GPU_OP_TAGS
+    group_name=BASE_GROUP,
+    io_manager_key="pickle_io_manager",
+    code_version=code_versions.DOCUMENT_EMBEDDINGS,
+    pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
 )
 def document_embeddings(
     context: dg.AssetExecutionContext,
@@ -309,7 +311,9 @@ def teacher_for_pairs(
     return records
 
 
-@dg.asset(group_name=GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.TEACHER_SCORES, pool="gpu", op_tags=GPU_OP_TAGS)
+@dg.asset(
+    group_name=BASE_GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.TEACHER_SCORES, pool=GPU_POOL, op_tags=GPU_OP_TAGS
+)
 def teacher_scores(
     context: dg.AssetExecutionContext,
     config: TeacherConfig,
@@ -329,7 +333,7 @@ def teacher_scores(
     return records
 
 
-@sparse_model_asset(GROUP)
+@sparse_model_asset(BASE_GROUP)
 def neural_sparse_v1_model(
     context: dg.AssetExecutionContext,
     config: SparseTrainingConfig,

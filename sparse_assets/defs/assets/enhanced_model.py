@@ -13,13 +13,13 @@ from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.base_model import TeacherConfig, teacher_for_pairs
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.io_managers import WithSidecars
+from sparse_assets.defs.names import ENHANCED_GROUP
 from sparse_assets.defs.resources import BaseEncoder, DenseVectorStore
 from sparse_assets.encoder.sparse_model import idf_vector
 from sparse_assets.evaluation import comparison, retrieval
 from sparse_assets.training import pairs
 from sparse_assets.training.teacher import teacher_lookup
 
-GROUP = "enhanced_model"
 PER_QUERY = "per_query_ndcg@10"
 
 
@@ -80,7 +80,7 @@ def _train_v2(
     yield from checks
 
 
-@sparse_model_asset(GROUP)
+@sparse_model_asset(ENHANCED_GROUP)
 def neural_sparse_v2_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -122,7 +122,7 @@ def neural_sparse_v2_model(
     )
 
 
-@sparse_model_asset(GROUP)
+@sparse_model_asset(ENHANCED_GROUP)
 def neural_sparse_v2_without_llm_model(
     context: dg.AssetExecutionContext,
     config: EnhancedTrainingConfig,
@@ -146,7 +146,7 @@ class ComparisonConfig(dg.Config):
     seed: Annotated[int, Ge(0)] = 13
 
 
-@dg.asset(group_name=GROUP, io_manager_key="json_io_manager", code_version=code_versions.COMPARISON)
+@dg.asset(group_name=ENHANCED_GROUP, io_manager_key="json_io_manager", code_version=code_versions.COMPARISON)
 def performance_comparison(
     context: dg.AssetExecutionContext,
     config: ComparisonConfig,

@@ -26,6 +26,7 @@ from sparse_assets.data import evalset
 from sparse_assets.data.records import QDPair
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
+from sparse_assets.defs.names import GPU_POOL, LLM_GROUP
 from sparse_assets.defs.resources import PROJECT_ROOT, LLMCompletionStore, LLMResource
 from sparse_assets.llm import filters
 from sparse_assets.llm import synonyms as llm_synonyms
@@ -34,10 +35,6 @@ from sparse_assets.llm.settings import sampling_settings
 from sparse_assets.llm.store import CompletionStore, document_key, prompt_templates_version, request_key
 from sparse_assets.tables import markdown_table
 from sparse_assets.training.pairs import PseudoQuerySettings, document_bm25, mine_negatives
-
-GROUP = "llm_generated"
-POOL = "gpu"
-
 
 SyntheticQueriesConfig = config_from_settings(
     "SyntheticQueriesConfig",
@@ -218,8 +215,8 @@ def _speed_metadata(stats: dict) -> dict:
 
 
 @dg.asset(
-    group_name=GROUP,
-    pool=POOL,
+    group_name=LLM_GROUP,
+    pool=GPU_POOL,
     code_version=code_versions.SYNTHETIC_QUERIES,
     io_manager_key="pickle_io_manager",
     kinds={"python", "vllm"},
@@ -358,8 +355,8 @@ def synthetic_queries_are_not_eval_queries(synthetic_qd_pairs: list[dict], eval_
 
 
 @dg.asset(
-    group_name=GROUP,
-    pool=POOL,
+    group_name=LLM_GROUP,
+    pool=GPU_POOL,
     code_version=code_versions.ENHANCED_SYNONYMS,
     io_manager_key="json_io_manager",
     kinds={"python", "vllm"},

@@ -12,6 +12,7 @@ from sparse_assets.defs.assets.settings_config import config_from_settings, sett
 from sparse_assets.defs.checks import model_check_results, model_check_specs
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import HandoverFolder
+from sparse_assets.defs.names import GPU_POOL
 from sparse_assets.encoder.sparse_model import SparseTrainingSettings
 from sparse_assets.training.sparse_training import train_sparse_encoder
 
@@ -42,7 +43,7 @@ def sparse_model_asset(group_name: str):
             group_name=group_name,
             io_manager_key="model_io_manager",
             code_version=code_versions.MODEL,
-            pool="gpu",
+            pool=GPU_POOL,
             op_tags=GPU_OP_TAGS,
             check_specs=model_check_specs(fn.__name__),
         )(fn)
