@@ -22,8 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
-MUSE_KO_EN = ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from graph_bench.dev_sets import KORQUAD_DEV, MUSE_KO_EN
+
 OUT = ROOT / "bench" / "out" / "llm"
 
 MAX_WALL_S = 600
@@ -35,7 +37,7 @@ def korquad_paragraphs() -> list[dict]:
     from sparse_assets.data.corpus import CorpusFilter
     from sparse_assets.data.evalset import read_corpus
 
-    return read_corpus([str(DATA)], CorpusFilter()).documents
+    return read_corpus([str(KORQUAD_DEV)], CorpusFilter()).documents
 
 
 def cpu_model() -> str:

@@ -32,11 +32,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
-SOURCES = {
-    "korquad": DATA / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json",
-    "msmarco": DATA / "msmarco_ko",
-}
+sys.path.insert(0, str(ROOT / "bench"))
+
+from graph_bench.dev_sets import CORPUS_SOURCES
+
 # dense weight of the teacher row, per set (the best mix measured on each set; training uses the default)
 TEACHER_ROW_WEIGHTS = {"korquad": 0.5, "msmarco": 0.7}
 CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min-max mixed
@@ -45,10 +44,10 @@ CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min
 def load_set(name: str) -> tuple[list[dict], list[dict], list]:
     """(cleaned documents, human eval queries, raw questions) as the `documents` / `eval_queries` assets
     make them."""
-    from sparse_assets.data.corpus import BEIR, CorpusFilter
+    from sparse_assets.data.corpus import CorpusFilter
     from sparse_assets.data.evalset import read_corpus
 
-    loaded = read_corpus([f"{BEIR}{SOURCES[name]}" if name == "msmarco" else str(SOURCES[name])], CorpusFilter())
+    loaded = read_corpus([CORPUS_SOURCES[name]], CorpusFilter())
     return loaded.documents, [dict(q) for q in loaded.queries], loaded.raw.questions
 
 

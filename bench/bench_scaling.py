@@ -29,13 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-DATA = ROOT.parent / "shared" / "data"
-CORPORA = {
-    "embedded": "embedded",  # the default corpus: a quick check of this script
-    "korquad": str(DATA / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"),
-    "msmarco": f"beir:{DATA / 'msmarco_ko'}",
-}
+from graph_bench.dev_sets import CORPUS_SOURCES, MUSE_KO_EN
+
+CORPORA = {"embedded": "embedded", **CORPUS_SOURCES}  # embedded: the default corpus, a quick check of this script
 CONVERTED_MODELS = ("e5-small-mlm-v1", "gemma-3-270m-f32")  # made once per machine, kept between runs
 GROWTH_LIMIT = 1.5  # a stage's cost per document on the larger corpus, relative to KorQuAD's
 
@@ -66,7 +64,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
         "SPARSE_ASSETS_CORPUS": corpus,
         "SPARSE_ASSETS_DATASET": str(dataset),
         "SPARSE_ASSETS_CACHE": str(fresh_cache(work)),
-        "SPARSE_ASSETS_MUSE": str(DATA / "muse_ko_en" / "ko-en.txt"),
+        "SPARSE_ASSETS_MUSE": str(MUSE_KO_EN),
         "PYTHONPATH": str(ROOT),
         "VLLM_LOGGING_LEVEL": "ERROR",
     }

@@ -44,12 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from graph_bench.dev_sets import KORQUAD_DEV
 from graph_bench.model_speed import load_dataset, section_encoding, section_latency, spread
 from graph_bench.processes import wait_for_no_llm
 from graph_bench.report import goals, machine_notes, markdown
 from graph_bench.runs import BenchFolder, RunFailed, base_run_config, graph_info, merged, restricted
 
-KORQUAD = ROOT.parent / "shared" / "data" / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json"
 SECTIONS = ("full", "stages", "rerun", "encoding", "latency", "llm")
 
 
@@ -212,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (work if args.quick else ROOT / "bench")
     work.mkdir(parents=True, exist_ok=True)
     articles = args.articles or (5 if args.quick else None)
-    if not KORQUAD.exists():
-        raise SystemExit(f"KorQuAD dev is not at {KORQUAD} (../shared/data beside the project)")
+    if not KORQUAD_DEV.exists():
+        raise SystemExit(f"KorQuAD dev is not at {KORQUAD_DEV} (../shared/data beside the project)")
     if articles:
-        data = json.loads(KORQUAD.read_text(encoding="utf-8"))
+        data = json.loads(KORQUAD_DEV.read_text(encoding="utf-8"))
         data["data"] = data["data"][:articles]
         corpus_file = work / f"korquad_dev_{articles}_articles.json"
         corpus_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         corpus, corpus_note = str(corpus_file), f"KorQuAD 1.0 dev, first {articles} articles"
     else:
-        corpus, corpus_note = str(KORQUAD), "KorQuAD 1.0 dev (all 140 articles, 960 paragraphs after cleaning)"
+        corpus, corpus_note = str(KORQUAD_DEV), "KorQuAD 1.0 dev (all 140 articles, 960 paragraphs after cleaning)"
     repeats_enc = args.repeats or (3 if not args.quick else 2)
     repeats_lat = args.repeats or (5 if not args.quick else 3)
 

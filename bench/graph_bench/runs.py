@@ -9,10 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from graph_bench.dev_sets import MUSE_KO_EN
 from graph_bench.processes import ROOT, run_measured
 
 DAGSTER = Path(sys.executable).parent / "dagster"
-MUSE_KO_EN = ROOT.parent / "shared" / "data" / "muse_ko_en" / "ko-en.txt"  # the bilingual dictionary `make run` uses here
 
 
 class BenchFolder:
