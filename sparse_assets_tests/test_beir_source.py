@@ -156,10 +156,10 @@ def test_qrels_tsv_at_the_top_and_mixing_with_other_sources(tmp_path):
 
 
 def test_the_environment_takes_a_beir_source(monkeypatch, korquad_small):
-    from sparse_assets.defs.definitions import _from_environment
+    from sparse_assets.defs.definitions import definitions_from_environment
 
     monkeypatch.setenv("SPARSE_ASSETS_CORPUS", f"beir:{MSMARCO_KO}, {korquad_small}")
-    assert _from_environment().resources["corpus_sources"].sources == [f"beir:{MSMARCO_KO}", str(korquad_small)]
+    assert definitions_from_environment().resources["corpus_sources"].sources == [f"beir:{MSMARCO_KO}", str(korquad_small)]
 
 
 # ------------------------------------------------------------------------------------- bad input

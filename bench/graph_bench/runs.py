@@ -115,13 +115,9 @@ def latest_run_summary(home: Path) -> dict | None:
 def graph_info(env: dict) -> dict:
     """Asset keys, their groups and steps (multi-assets: one step, several keys), in dependency order,
     of the definitions that the SPARSE_ASSETS_* settings in `env` give."""
-    from sparse_assets.defs.definitions import build_definitions
-    from sparse_assets.environment import read_environment
+    from sparse_assets.defs.definitions import definitions_from_environment
 
-    settings = read_environment(env)
-    graph = build_definitions(
-        settings.dataset_root, list(settings.corpus_sources), settings.base_encoder, settings.cache_dir
-    ).resolve_asset_graph()
+    graph = definitions_from_environment(env).resolve_asset_graph()
     steps: list[list[str]] = []
     for key in graph.toposorted_asset_keys:
         keys = sorted(k.to_user_string() for k in graph.get(key).assets_def.keys)

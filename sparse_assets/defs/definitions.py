@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -53,12 +54,13 @@ def build_definitions(
     )
 
 
-def _from_environment() -> dg.Definitions:
-    """The Definitions of this process's SPARSE_ASSETS_* settings (sparse_assets/environment.py)."""
-    env = read_environment()
+def definitions_from_environment(environ: Mapping[str, str] | None = None) -> dg.Definitions:
+    """The Definitions of the SPARSE_ASSETS_* settings in `environ` (default: this process's; see
+    sparse_assets/environment.py)."""
+    env = read_environment(environ)
     return build_definitions(
         env.dataset_root, list(env.corpus_sources), env.base_encoder, env.cache_dir, env.muse_path, env.deployment, env.llm
     )
 
 
-defs = _from_environment()
+defs = definitions_from_environment()
