@@ -25,7 +25,7 @@ from sparse_assets.bounds import Ge
 from sparse_assets.data import evalset
 from sparse_assets.data.records import QDPair
 from sparse_assets.defs import code_versions
-from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
+from sparse_assets.defs.assets.settings_config import config_from_settings, settings_fields, settings_from_config
 from sparse_assets.defs.names import GPU_POOL, LLM_GROUP
 from sparse_assets.defs.resources import PROJECT_ROOT, LLMCompletionStore, LLMResource
 from sparse_assets.llm import filters
@@ -47,10 +47,7 @@ SyntheticQueriesConfig = config_from_settings(
     max_doc_chars=(Annotated[int, Ge(50)], 600),  # the document is cut here in the prompt (CPU prefill time)
     temperature=(Annotated[float, Ge(0)] | None, None),  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
     max_tokens=(Annotated[int, Ge(1)] | None, None),  # None: 40 few-shot, 8192 for a thinking model (trace first)
-    hard_negatives=(Annotated[int, Ge(0)], 3),
-    random_negatives=(Annotated[int, Ge(0)], 1),
-    bm25_depth=(Annotated[int, Ge(1)], 30),
-    seed=(Annotated[int, Ge(0)], 13),
+    **settings_fields(PseudoQuerySettings, "hard_negatives", "random_negatives", "bm25_depth", "seed"),
 )
 
 
@@ -303,9 +300,7 @@ def synthetic_qd_pairs(
         [c.doc_id for c in report.accepted],
         documents,
         bm25,
-        PseudoQuerySettings(
-            hard_negatives=config.hard_negatives, random_negatives=config.random_negatives, bm25_depth=config.bm25_depth, seed=config.seed
-        ),
+        settings_from_config(PseudoQuerySettings, config),
     )
     pairs_out = [
         QDPair(
