@@ -54,6 +54,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
     per step the duration and the peak memory from the instance's event log."""
     import dagster as dg
 
+    from sparse_assets.defs.run_output import RUN_OUTPUT_CONFIG
     from sparse_assets.store.layout import ASSET_PATHS
 
     home, dataset = work / "dagster_home", work / "dataset"
@@ -79,7 +80,7 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
         "-j",
         "all_assets_job",
         "-c",
-        str(ROOT / "sparse_assets" / "run_output.yaml"),
+        str(RUN_OUTPUT_CONFIG),
     ]
     print(f"{name}: {corpus} (log: {log})", flush=True)
     started = time.perf_counter()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 import yaml
 
-from sparse_assets.defs.run_output import readable_console
+from sparse_assets.defs.run_output import RUN_OUTPUT_CONFIG, readable_console
 
 pytestmark = pytest.mark.processes  # the multiprocess executor: a process per step
 
-RUN_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "sparse_assets" / "defs" / "run_output.yaml").read_text())
+RUN_CONFIG = yaml.safe_load(RUN_OUTPUT_CONFIG.read_text())
 
 
 @dg.asset

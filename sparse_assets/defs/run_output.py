@@ -16,9 +16,11 @@ import sys
 import time
 import warnings
 from collections.abc import Collection
+from pathlib import Path
 
 import dagster as dg
 
+RUN_OUTPUT_CONFIG = Path(__file__).with_name("run_output.yaml")  # the run config that selects this logger
 # The metadata entries worth a glance, in the order they are looked for: a step line shows the first
 # two its materializations have.
 FIGURES = (
