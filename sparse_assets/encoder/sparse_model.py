@@ -80,6 +80,7 @@ class SparseTrainingSettings:
     )
     flops_vocab_sample: Annotated[int, Ge(1)] = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
+    hidden_cache_limit_gb: Annotated[float, Gt(0)] = 4.0  # frozen path: beyond this, the least recently used token states are deleted
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:

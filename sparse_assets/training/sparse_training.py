@@ -26,9 +26,11 @@ Two paths, one set of loss classes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import resource
 import shutil
@@ -325,7 +327,8 @@ def _cache_key(auto_model, texts: Sequence[str], max_length: int) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    h.update(json.dumps(auto_model.config.to_dict(), sort_keys=True, default=str).encode())
+    config = {k: v for k, v in auto_model.config.to_dict().items() if k != "_name_or_path"}  # the folder, new per training
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, p in auto_model.base_model.named_parameters():
         h.update(name.encode())
         h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
@@ -338,25 +341,68 @@ def _cache_key(auto_model, texts: Sequence[str], max_length: int) -> str:
 
 
 def _cache_hidden(
-    auto_model, tokenizer, texts: Sequence[str], max_length: int, device: str, dtype, batch_size: int = 16, cache_dir: str | None = None
+    auto_model,
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    device: str,
+    dtype,
+    *,
+    cache_dir: str | None,
+    cache_limit_bytes: int,
+    batch_size: int = 16,
 ):
     """Per text: the base model's final token states for all its windows, concatenated [T, H], in
-    float16. With `cache_dir`, kept on disk (safetensors) keyed by model weights, texts and max_length."""
+    float16. With `cache_dir`, kept on disk (safetensors) keyed by model weights, texts and max_length;
+    the folder keeps to `cache_limit_bytes` by deleting its least recently used entries."""
     from safetensors.torch import load_file, save_file
 
-    path = None
-    if cache_dir:
-        path = Path(cache_dir) / f"hidden-{_cache_key(auto_model, texts, max_length)}.safetensors"
-        if path.exists():
-            stored = load_file(str(path), device=device)
-            return [stored[str(i)] for i in range(len(texts))]
+    if not cache_dir:
+        return _compute_hidden(auto_model, tokenizer, texts, max_length, device, dtype, batch_size)
+    path = Path(cache_dir) / f"hidden-{_cache_key(auto_model, texts, max_length)}.safetensors"
+    try:
+        stored = load_file(str(path), device=device)
+    except FileNotFoundError:  # not computed yet, or evicted by another run
+        stored = None
+    if stored is not None:
+        os.utime(path)  # most recently used
+        return [stored[str(i)] for i in range(len(texts))]
     states = _compute_hidden(auto_model, tokenizer, texts, max_length, device, dtype, batch_size)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({str(i): h.contiguous().cpu() for i, h in enumerate(states)}, str(tmp))
-        tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # per process: two runs may compute the same entry
+    save_file({str(i): h.contiguous().cpu() for i, h in enumerate(states)}, str(tmp))
+    tmp.replace(path)
+    prune_hidden_cache(path.parent, cache_limit_bytes, keep=path)
     return states
+
+
+def prune_hidden_cache(cache_dir: Path, limit_bytes: int, keep: Path) -> list[Path]:
+    """Delete the least recently used token-state files of `cache_dir` (oldest modification time
+    first; a cache hit touches its file) until the rest fit in `limit_bytes`; `keep` stays. Returns
+    the deleted paths. States are recomputed when needed again, so nothing is lost. Partial files
+    that a crashed run left (older than an hour) go too."""
+    for partial in cache_dir.glob("hidden-*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - partial.stat().st_mtime > 3600:
+                partial.unlink()
+    entries = []
+    for file in cache_dir.glob("hidden-*.safetensors"):
+        try:
+            stat = file.stat()
+        except FileNotFoundError:  # deleted by a concurrent run
+            continue
+        entries.append((stat.st_mtime, stat.st_size, file))
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for _, size, file in sorted(entries):
+        if total <= limit_bytes:
+            break
+        if file == keep:
+            continue
+        file.unlink(missing_ok=True)
+        total -= size
+        deleted.append(file)
+    return deleted
 
 
 def _compute_hidden(auto_model, tokenizer, texts: Sequence[str], max_length: int, device: str, dtype, batch_size: int = 16):
@@ -468,6 +514,7 @@ def _train_frozen(
         device,
         dtype,
         cache_dir=settings.hidden_cache_dir,
+        cache_limit_bytes=int(settings.hidden_cache_limit_gb * 2**30),
     )
     token_counts = torch.tensor([len(h) for h in hidden], device=device)
     corpus_vocab = np.unique(
