@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=int, default=2000, help="the seeded sample bench_quality.py reports")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)  # before the work: a long run must not fail at its last write
 
     documents = json.loads((args.dataset / ASSET_PATHS["documents"]).read_text())
     _, queries, _ = load_set(args.set)
@@ -63,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "differences": differences,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"graph_models_{args.set}.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     lines = [
         f"# Whole-graph models on {args.set}'s held-out questions",

@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)  # before the work: a long run must not fail at its last write
 
     from sparse_assets.encoder.mlm_base import resolve_base_encoder
     from sparse_assets.training.teacher import DenseEncoder
@@ -276,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
                 results["transfer"][f"{source} -> {target}"] = {"queries": len(queries), "rows": rows}
     results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results_quality.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     (args.out / "quality.md").write_text(markdown(results))
     print(markdown(results))

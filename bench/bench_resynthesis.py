@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-documents", type=int, default=300, help="synthetic_qd_pairs max_documents (the default)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)  # before the work: a long run must not fail at its last write
 
     documents, _, _ = load_set("korquad")
     every = round(1 / args.new_share)
