@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", type=Path, help="run in DIR/<corpus> and keep its dataset root and Dagster instance (default: a temporary folder)"
     )
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.corpora.split(",")) - set(CORPORA))
+    if unknown:
+        ap.error(f"--corpora: unknown {', '.join(unknown)}; choose from {', '.join(sorted(CORPORA))}")
     args.out.mkdir(parents=True, exist_ok=True)  # before the work: a long run must not fail at its last write
     command = "nice .venv/bin/python bench/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {}
