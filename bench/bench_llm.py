@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from graph_bench.dev_sets import KORQUAD_DEV, MUSE_KO_EN
+from graph_bench.dev_sets import CORPUS_SOURCES, MUSE_KO_EN
 
 OUT = ROOT / "bench" / "out" / "llm"
 
@@ -37,7 +37,7 @@ def korquad_paragraphs() -> list[dict]:
     from sparse_assets.data.corpus import CorpusFilter
     from sparse_assets.data.evalset import read_corpus
 
-    return read_corpus([str(KORQUAD_DEV)], CorpusFilter()).documents
+    return read_corpus([CORPUS_SOURCES["korquad"]], CorpusFilter()).documents
 
 
 def cpu_model() -> str:

@@ -363,9 +363,10 @@ def _cache_hidden(
     try:
         stored = load_file(str(path), device=device)
     except FileNotFoundError:  # not computed yet, or evicted by another run
-        stored = None
-    if stored is not None:
-        os.utime(path)  # most recently used
+        pass
+    else:
+        with contextlib.suppress(FileNotFoundError):  # evicted since: the states are loaded
+            os.utime(path)  # most recently used
         return [stored[str(i)] for i in range(len(texts))]
     states = _compute_hidden(auto_model, tokenizer, texts, max_length, device, dtype, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -381,9 +382,10 @@ def prune_hidden_cache(cache_dir: Path, limit_bytes: int, keep: Path) -> list[Pa
     first; a cache hit touches its file) until the rest fit in `limit_bytes`; `keep` stays. Returns
     the deleted paths. States are recomputed when needed again, so nothing is lost. Partial files
     that a crashed run left (older than an hour) go too."""
+    an_hour_ago = time.time() - 3600
     for partial in cache_dir.glob("hidden-*.tmp"):
         with contextlib.suppress(FileNotFoundError):
-            if time.time() - partial.stat().st_mtime > 3600:
+            if partial.stat().st_mtime < an_hour_ago:
                 partial.unlink()
     entries = []
     for file in cache_dir.glob("hidden-*.safetensors"):
