@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import glob
 import hashlib
@@ -58,12 +59,33 @@ def remove_abandoned_temps(path: UPath) -> list[str]:
     for temp in Path(path.parent).glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = temp.name[len(prefix) :].split("-", 1)[0] if temp.name.startswith(prefix) else ""
         if pid.isdigit() and not _process_alive(int(pid)):
-            if temp.is_dir():  # a model folder's staging copy
-                shutil.rmtree(temp, ignore_errors=True)
-            else:
-                temp.unlink(missing_ok=True)
+            _discard(UPath(temp))  # a file, or a model folder's staging copy
             removed.append(temp.name)
     return removed
+
+
+def _discard(temp: UPath) -> None:
+    """Remove a temp file or staging folder, on local disk or any fsspec filesystem."""
+    if _is_local(temp):
+        if Path(temp).is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            Path(temp).unlink(missing_ok=True)
+    elif temp.exists():
+        temp.fs.rm(temp.path, recursive=True)
+
+
+@contextlib.contextmanager
+def _written_whole_or_not_at_all(temp: UPath, target: UPath) -> Iterator[None]:
+    """Remove `temp` at once when writing it fails (a full disk would otherwise keep the partial
+    file until the next run), and raise the OSError again naming `target`."""
+    try:
+        yield
+    except OSError as error:
+        _discard(temp)
+        advice = " (the disk is full: free space, or point SPARSE_ASSETS_DATASET at a larger disk)" if error.errno == errno.ENOSPC else ""
+        message = f"{error.strerror or error} while writing {target}{advice}; the partial copy was removed, what was there is kept"
+        raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
 
 
 def atomic_write_bytes(path: UPath, data: bytes) -> None:
@@ -72,19 +94,26 @@ def atomic_write_bytes(path: UPath, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temps(path)
     tmp = _temp_sibling(path)
-    if _is_local(path):
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    else:
-        tmp.write_bytes(data)
-        tmp.fs.mv(tmp.path, path.path)
+    with _written_whole_or_not_at_all(tmp, path):
+        if _is_local(path):
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        else:
+            tmp.write_bytes(data)
+            tmp.fs.mv(tmp.path, path.path)
 
 
 def atomic_write_json(path: UPath, value: Any) -> None:
-    atomic_write_bytes(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8"))
+    """`value` as JSON at `path`; a NaN or Infinity (which JSON has no way to hold) is a ValueError
+    naming the file, and nothing is written."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path} was not written: it would hold a NaN or Infinity, which is not JSON ({error})") from error
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_any(path: UPath, value: Any) -> None:
@@ -106,14 +135,16 @@ def atomic_replace_folder(source: Path, target: UPath) -> None:
     remove_abandoned_temps(target)
     staging = _temp_sibling(target)
     if _is_local(target):
-        shutil.copytree(source, staging)
+        with _written_whole_or_not_at_all(staging, target):
+            shutil.copytree(source, staging)
         retired = _temp_sibling(target)
         if target.exists():
             os.replace(target, retired)
         os.replace(staging, target)
         shutil.rmtree(retired, ignore_errors=True)
     else:
-        target.fs.put(str(source), staging.path, recursive=True)
+        with _written_whole_or_not_at_all(staging, target):
+            target.fs.put(str(source), staging.path, recursive=True)
         if target.exists():
             target.fs.rm(target.path, recursive=True)
         target.fs.mv(staging.path, target.path, recursive=True)

@@ -1,0 +1,79 @@
+"""Trusting what the dataset root holds: a step's outputs belong together, metadata.json is neither
+optional nor a way out of the root, `.writer.json` never steers the run, written JSON is valid JSON,
+and a full disk leaves no partial file. Real materializations run on a copy of the `golden` KorQuAD
+slice of test_faults.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import errno
+import json
+import math
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import dagster as dg
+import pytest
+from upath import UPath
+
+from sparse_assets.bounds import Ge, check_bounds
+from sparse_assets.defs import io_managers as io_managers_module
+from sparse_assets.store import storage
+from sparse_assets.store.layout import METADATA_FILE
+from sparse_assets_tests import test_faults
+from sparse_assets_tests.korquad_data import korquad_slice
+from sparse_assets_tests.test_faults import assert_intact, failure_message, materialize_base, snapshot
+
+golden = test_faults.golden  # the fixtures: a base_model materialization per module, a copy per test
+dataset = test_faults.dataset
+
+# ----------------------------------------------------------------------------- a step's outputs belong together
+
+
+# ----------------------------------------------------------------------------- output that is what it claims
+
+
+def test_json_with_nan_or_infinity_is_not_written(tmp_path):
+    target = UPath(tmp_path / "base_model/idf.json")
+    for value in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"idf\.json was not written: .*NaN or Infinity"):
+            storage.atomic_write_json(target, {"▁토큰": value})
+    assert not list(tmp_path.rglob("*idf.json*"))
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_names_the_path_and_removes_the_partial_file_at_once(tmp_path, monkeypatch):
+    target = UPath(tmp_path / "base_model/documents.json")
+    storage.atomic_write_json(target, [{"id": "d1"}])
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "fsync", disk_full)
+    with pytest.raises(OSError, match=rf"No space left on device.*{target}") as raised:
+        storage.atomic_write_json(target, [{"id": "d2", "text": "본문" * 1000}])
+    monkeypatch.undo()
+    assert raised.value.errno == errno.ENOSPC
+    assert [p.name for p in target.parent.iterdir()] == ["documents.json"]  # the partial temp file is gone
+    assert json.loads(Path(target).read_text()) == [{"id": "d1"}]
+
+
+def test_a_full_disk_while_copying_a_model_folder_removes_the_partial_copy(tmp_path, monkeypatch):
+    source = tmp_path / "trained"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    target = UPath(tmp_path / "dataset/base_model/neural_sparse_v1_model")
+
+    def disk_full(src, dst, **kwargs):
+        Path(dst).write_text("{")  # some bytes, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.shutil, "copyfile", disk_full)  # what copytree's copy2 calls
+    with pytest.raises(OSError, match=rf"{target}"):
+        storage.atomic_replace_folder(source, target)
+    monkeypatch.undo()
+    assert list(target.parent.iterdir()) == []
