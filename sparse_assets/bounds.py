@@ -6,6 +6,7 @@ bound), and `check_bounds` enforces them on the plain dataclasses the library ta
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 import types
 import typing
@@ -25,13 +26,16 @@ def _bounds_of(hint) -> list:
 
 
 def check_bounds(settings) -> None:
-    """ValueError naming the first field of the dataclass `settings` outside its declared bounds
-    (None passes: the fields that allow it mean "not set")."""
+    """ValueError naming the first field of the dataclass `settings` outside its declared bounds, or
+    holding a float that is not a finite number (inf and nan pass most bounds, and no artifact can
+    hold them); None passes: the fields that allow it mean "not set"."""
     hints = typing.get_type_hints(type(settings), include_extras=True)
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{type(settings).__name__}.{field.name} must be a finite number, got {value!r}")
         for bound in _bounds_of(hints[field.name]):
             for kind, attribute, sign, test in _TESTS:
                 if isinstance(bound, kind) and not test(value, getattr(bound, attribute)):

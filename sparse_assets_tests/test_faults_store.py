@@ -43,6 +43,36 @@ def test_json_with_nan_or_infinity_is_not_written(tmp_path):
     assert not list(tmp_path.rglob("*idf.json*"))
 
 
+@dataclasses.dataclass
+class _Boost:
+    factor: Annotated[float, Ge(1)] = 1.0
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_check_bounds_refuses_a_non_finite_float_naming_the_field(value):
+    with pytest.raises(ValueError, match=r"_Boost\.factor must be a finite number"):
+        check_bounds(_Boost(value))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("keyword_boost", math.inf, "finite number"),
+        ("max_boost", math.inf, "finite number"),
+        ("recent_days", 10**20, "less than or equal to"),
+    ],
+)
+def test_a_non_finite_or_overflowing_idf_setting_fails_before_the_step_works(dataset, model_cache, setting, value, expected):
+    root, before = dataset
+    config = {"trend_keywords": ["역사"], setting: value}
+    result = materialize_base(
+        root, ["unused"], model_cache, selection=["idf_statistics"], run_config={"ops": {"idf_statistics": {"config": config}}}
+    )
+    message = failure_message(result)
+    assert setting in message and expected in message, message[-800:]
+    assert_intact(root, before)
+
+
 # ----------------------------------------------------------------------------- a full disk
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf
 from sparse_assets.defs import code_versions
-from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
+from sparse_assets.defs.assets.settings_config import SettingsConfig, config_from_settings, settings_from_config
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.deployment import GPU_OP_TAGS
 from sparse_assets.defs.io_managers import WithSidecars
@@ -123,10 +123,13 @@ def _eval_metadata(queries: list[dict], orphaned: int, raw: corpus.RawCorpus) ->
     return metadata
 
 
-class IdfConfig(dg.Config):
+MAX_RECENT_DAYS = 36_500  # a century; a date minus a much larger span overflows (OverflowError mid-step)
+
+
+class IdfConfig(SettingsConfig):
     trend_keywords: list[str] = []  # noqa: RUF012 (a pydantic field: each config gets its own copy)
     keyword_boost: Annotated[float, Ge(1)] = 1.3
-    recent_days: Annotated[int, Ge(1)] = 365
+    recent_days: Annotated[int, Ge(1), Le(MAX_RECENT_DAYS)] = 365
     growth_ratio: Annotated[float, Gt(1)] = 2.0
     min_recent_df: Annotated[int, Ge(1)] = 3
     max_boost: Annotated[float, Ge(1)] = 1.5
@@ -158,7 +161,7 @@ def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documen
     return WithSidecars(value=table.idf, sidecars={"idf.json": table.idf_by_token})
 
 
-class SynonymsConfig(dg.Config):
+class SynonymsConfig(SettingsConfig):
     max_english_per_term: Annotated[int, Ge(1)] = 5
 
 
@@ -235,7 +238,7 @@ def eval_queries_are_not_training_queries(qd_pairs_base: list[dict], eval_querie
     )
 
 
-class DenseTeacherConfig(dg.Config):
+class DenseTeacherConfig(SettingsConfig):
     """The dense half of the teacher: multilingual-e5 (the base encoder's weights) over documents and queries."""
 
     batch_size: Annotated[int, Ge(1)] = 32

@@ -11,6 +11,7 @@ import dagster as dg
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.base_model import TeacherConfig, teacher_for_pairs
+from sparse_assets.defs.assets.settings_config import SettingsConfig
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.names import ENHANCED_GROUP
@@ -140,7 +141,7 @@ def neural_sparse_v2_without_llm_model(
     )
 
 
-class ComparisonConfig(dg.Config):
+class ComparisonConfig(SettingsConfig):
     bootstrap_samples: Annotated[int, Ge(100)] = 2000
     confidence: Annotated[float, Gt(0.5), Lt(1)] = 0.95
     seed: Annotated[int, Ge(0)] = 13

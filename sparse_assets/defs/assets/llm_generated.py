@@ -25,7 +25,7 @@ from sparse_assets.bounds import Ge
 from sparse_assets.data import evalset
 from sparse_assets.data.records import QDPair
 from sparse_assets.defs import code_versions
-from sparse_assets.defs.assets.settings_config import config_from_settings, settings_fields, settings_from_config
+from sparse_assets.defs.assets.settings_config import SettingsConfig, config_from_settings, settings_fields, settings_from_config
 from sparse_assets.defs.names import GPU_POOL, LLM_GROUP
 from sparse_assets.defs.resources import PROJECT_ROOT, LLMCompletionStore, LLMResource
 from sparse_assets.llm import filters
@@ -51,7 +51,7 @@ SyntheticQueriesConfig = config_from_settings(
 )
 
 
-class EnhancedSynonymsConfig(dg.Config):
+class EnhancedSynonymsConfig(SettingsConfig):
     """How many dictionary terms the LLM judges and how many frequent corpus terms it expands."""
 
     max_terms: Annotated[int, Ge(0)] = 100  # most frequent dictionary terms judged (each of their English candidates)
