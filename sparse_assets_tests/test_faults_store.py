@@ -32,6 +32,63 @@ dataset = test_faults.dataset
 # ----------------------------------------------------------------------------- a step's outputs belong together
 
 
+def test_an_index_without_the_artifacts_entry_is_refused(dataset, model_cache):
+    root, _ = dataset
+    index = json.loads((root / METADATA_FILE).read_text())
+    del index["artifacts"]["documents"]
+    (root / METADATA_FILE).write_text(json.dumps(index))
+    message = failure_message(materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"]))
+    assert "documents.json has no entry in" in message and "sparse-assets reindex" in message, message[-800:]
+
+
+def test_a_corrupt_index_advises_restoring_or_reindexing_not_deleting(tmp_path):
+    (tmp_path / METADATA_FILE).write_text('{"artifacts": ')
+    with pytest.raises(storage.CorruptIndexError) as raised:
+        storage.read_index(UPath(tmp_path))
+    assert "restore it from a backup" in str(raised.value) and "sparse-assets reindex" in str(raised.value)
+    assert "delete" not in str(raised.value)
+
+
+# ----------------------------------------------------------------------------- paths from metadata.json stay inside the root
+
+
+def _index_with(root: Path, **changes) -> None:
+    entry = {"asset_key": "documents", "path": "base_model/documents.json", "run_id": "r", "time": "t", "bytes": 1, "sha256": "0" * 64}
+    (root / METADATA_FILE).write_text(json.dumps({"artifacts": {"documents": {**entry, **changes}}}))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"path": "../../../../../dev/zero"},
+        {"path": "/etc/passwd"},
+        {"sidecars": {"../../../../../dev/zero": "0" * 64}},
+    ],
+    ids=["dotdot", "absolute", "sidecar"],
+)
+def test_an_index_entry_leading_out_of_the_root_is_refused_naming_the_index(tmp_path, changes):
+    _index_with(tmp_path, **changes)
+    with pytest.raises(storage.CorruptIndexError, match=rf"{METADATA_FILE}.*outside the dataset root"):
+        storage.read_index(UPath(tmp_path))
+
+
+@pytest.mark.parametrize("entry", [[], {"asset_key": "documents"}, {"path": 5}], ids=["list", "no-path", "path-not-text"])
+def test_an_index_entry_of_another_shape_is_refused_naming_the_index(tmp_path, entry):
+    (tmp_path / METADATA_FILE).write_text(json.dumps({"artifacts": {"documents": entry}}))
+    with pytest.raises(storage.CorruptIndexError, match=rf"{METADATA_FILE} is not a valid metadata index: entry 'documents'"):
+        storage.read_index(UPath(tmp_path))
+
+
+def test_inside_root_refuses_escapes_and_symlinks_out(tmp_path):
+    root = tmp_path / "dataset"
+    (root / "base_model").mkdir(parents=True)
+    (root / "base_model/link").symlink_to(tmp_path)
+    assert storage.inside_root(UPath(root), "base_model/documents.json") == UPath(root / "base_model/documents.json")
+    for relative in ("../outside.json", "/etc/passwd", "base_model/link/outside.json", ""):
+        with pytest.raises(storage.CorruptIndexError, match="outside the dataset root"):
+            storage.inside_root(UPath(root), relative)
+
+
 # ----------------------------------------------------------------------------- output that is what it claims
 
 

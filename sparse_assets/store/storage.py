@@ -21,7 +21,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from upath import UPath
@@ -215,20 +215,60 @@ def claim_dataset_root(root: UPath, claim: dict[str, Any], holder_is_active: Cal
 
 
 class CorruptIndexError(ValueError):
-    pass
+    """metadata.json cannot be trusted: unreadable, of another shape, or naming a path outside the root."""
+
+
+INDEX_FIX = "restore it from a backup, or run `sparse-assets reindex` (it records the artifacts that are there, as they are now)"
+
+
+def inside_root(root: UPath, relative: str) -> UPath:
+    """`root / relative` for a path read from metadata.json, refused (CorruptIndexError) when it leads
+    out of the root: empty, absolute, climbing out with `..`, or (on local disk) resolving through a
+    symlink to a place outside the root."""
+    pure = PurePosixPath(relative)
+    path = root / relative
+    escapes = not relative or pure.is_absolute() or ".." in pure.parts
+    if not escapes and _is_local(root):
+        escapes = not Path(path).resolve().is_relative_to(Path(root).resolve())
+    if escapes:
+        raise CorruptIndexError(f"{root / METADATA_FILE} names {relative!r}, a path outside the dataset root {root}: {INDEX_FIX}")
+    return path
+
+
+def _entry_problem(key: str, entry: Any) -> str | None:
+    """What makes `entry` (recorded under `key`) not an artifact entry, or None."""
+    if not isinstance(entry, dict):
+        return f"is a JSON {type(entry).__name__}, not an object"
+    for field in ("asset_key", "path", "sha256"):
+        if not isinstance(entry.get(field), str):
+            return f"has no text {field!r}"
+    if entry["asset_key"] != key:
+        return f"is recorded for another asset ({entry['asset_key']!r})"
+    sidecars = entry.get("sidecars", {})
+    if not isinstance(sidecars, dict) or not all(isinstance(value, str) for value in sidecars.values()):
+        return "has sidecars that are not {path: sha256}"
+    return None
 
 
 def read_index(root: UPath) -> dict[str, dict[str, Any]]:
-    """The artifact entries of `root/metadata.json`, keyed by asset key ({} when there is none)."""
+    """The artifact entries of `root/metadata.json`, keyed by asset key ({} when there is none). An
+    index that is unreadable, holds an entry of another shape, or names a path outside the root
+    (`inside_root`) raises CorruptIndexError."""
     index_path = root / METADATA_FILE
     if not index_path.exists():
         return {}
     try:
-        return json.loads(index_path.read_text(encoding="utf-8"))["artifacts"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise CorruptIndexError(
-            f"{index_path} is not a valid metadata index ({error}); delete it and re-materialize, or restore it from backup"
-        ) from error
+        artifacts = json.loads(index_path.read_text(encoding="utf-8"))["artifacts"]
+        problems = {key: _entry_problem(key, entry) for key, entry in artifacts.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CorruptIndexError(f"{index_path} is not a valid metadata index ({error}); {INDEX_FIX}") from error
+    for key, problem in problems.items():
+        if problem:
+            raise CorruptIndexError(f"{index_path} is not a valid metadata index: entry {key!r} {problem}; {INDEX_FIX}")
+    for entry in artifacts.values():
+        for relative in (entry["path"], *entry.get("sidecars", {})):
+            inside_root(root, relative)
+    return artifacts
 
 
 def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
