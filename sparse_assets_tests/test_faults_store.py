@@ -32,6 +32,25 @@ dataset = test_faults.dataset
 # ----------------------------------------------------------------------------- a step's outputs belong together
 
 
+# ----------------------------------------------------------------------------- metadata.json is not optional
+
+
+def test_an_artifact_without_an_index_entry_is_refused_until_reindexed(dataset, model_cache):
+    root, before = dataset
+    (root / METADATA_FILE).unlink()
+    message = failure_message(materialize_base(root, ["unused"], model_cache, selection=["idf_statistics"]))
+    assert "documents.json has no entry in" in message and METADATA_FILE in message, message[-800:]
+    assert "sparse-assets reindex" in message and "re-materialize 'documents'" in message
+    assert not (root / METADATA_FILE).exists() and snapshot(root) == {k: v for k, v in before.items() if k != METADATA_FILE}
+
+    entries = storage.rebuild_index(UPath(root))
+    assert {e["asset_key"] for e in entries} == {"documents", "eval_queries", "idf_statistics", "bilingual_synonyms", "qd_pairs_base"}
+    assert next(e for e in entries if e["asset_key"] == "idf_statistics")["sidecars"] == {
+        "base_model/idf.json": storage.content_hash(UPath(root / "base_model/idf.json"))[0]
+    }
+    assert_intact(root, snapshot(root))
+
+
 def test_an_index_without_the_artifacts_entry_is_refused(dataset, model_cache):
     root, _ = dataset
     index = json.loads((root / METADATA_FILE).read_text())
@@ -45,7 +64,7 @@ def test_a_corrupt_index_advises_restoring_or_reindexing_not_deleting(tmp_path):
     (tmp_path / METADATA_FILE).write_text('{"artifacts": ')
     with pytest.raises(storage.CorruptIndexError) as raised:
         storage.read_index(UPath(tmp_path))
-    assert "restore it from a backup" in str(raised.value) and "sparse-assets reindex" in str(raised.value)
+    assert "restore metadata.json from a backup" in str(raised.value) and "sparse-assets reindex" in str(raised.value)
     assert "delete" not in str(raised.value)
 
 

@@ -16,7 +16,7 @@ from upath import UPath
 
 from sparse_assets.defs.io_managers import CorruptArtifactError, WithSidecars, io_managers
 from sparse_assets.store.dataset_manager import DatasetManager
-from sparse_assets.store.storage import content_hash, read_index
+from sparse_assets.store.storage import content_hash, read_index, record_artifact
 
 DOCS = [{"id": "d1", "title": "제목", "text": "본문", "source": "t"}]
 
@@ -157,6 +157,7 @@ def test_missing_upstream_artifact_says_to_materialize_it(tmp_path):
 def test_corrupt_upstream_artifact_is_named(tmp_path):
     (tmp_path / "base_model").mkdir(parents=True)
     (tmp_path / "base_model/documents.json").write_text('[{"id": ')
+    record_artifact(UPath(tmp_path), "documents", "base_model/documents.json", "accepted by hand")  # past the hash check
     with pytest.raises(ValueError, match=r"documents.json is not a readable JSON artifact .* re-materialize 'documents'"):
         dg.materialize([documents, idf_statistics], resources=io_managers(str(tmp_path)), selection=[idf_statistics.key])
 

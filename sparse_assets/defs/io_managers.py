@@ -23,8 +23,9 @@ import dagster as dg
 from upath import UPath
 
 from sparse_assets.defs.resources import DenseVectorStore, LLMCompletionStore
-from sparse_assets.store.layout import STORE_PATHS, asset_path
+from sparse_assets.store.layout import METADATA_FILE, STORE_PATHS, asset_path
 from sparse_assets.store.storage import (
+    INDEX_FIX,
     DatasetBusyError,
     UnsafePickleError,
     atomic_replace_folder,
@@ -61,6 +62,10 @@ class CorruptArtifactError(ValueError):
 
 class ModifiedArtifactError(CorruptArtifactError):
     """The artifact's content is not what its asset wrote (sha256 differs from metadata.json)."""
+
+
+class UnrecordedArtifactError(CorruptArtifactError):
+    """The artifact is there but metadata.json has no entry for it to check it against."""
 
 
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # loading them can run code
@@ -130,10 +135,14 @@ class _DatasetIOManager(dg.UPathIOManager):
 
     def verify(self, asset: str, path: UPath) -> None:
         """Refuse an artifact whose content differs from what its asset recorded in metadata.json
-        (edited, truncated or replaced since); one without an entry loads as it is."""
+        (edited, truncated or replaced since), and one metadata.json does not record (the index was
+        deleted or edited: without it there is nothing to check the content against)."""
         entry = read_index(self._base_path).get(asset)
         if entry is None or entry["path"] != asset_path(asset.split("/")[-1]):
-            return
+            raise UnrecordedArtifactError(
+                f"{path} has no entry in {self._base_path / METADATA_FILE}, so its content cannot be checked (the index was deleted, "
+                f"replaced or edited): {INDEX_FIX}; or re-materialize {asset!r}"
+            )
         if content_hash(path)[0] != entry["sha256"]:
             raise ModifiedArtifactError(
                 f"{path} is not what {asset!r} wrote (its sha256 differs from the one in metadata.json): re-materialize {asset!r}; "

@@ -18,6 +18,10 @@ ASSET_PATHS: dict[str, str] = {
     "performance_comparison": "enhanced_model/evaluation/performance_comparison.json",
 }
 
+# Files an asset writes beside its artifact (`WithSidecars` in the IO managers), recorded in its entry:
+# what `storage.rebuild_index` looks for.
+SIDECAR_PATHS: dict[str, tuple[str, ...]] = {"idf_statistics": ("base_model/idf.json",)}
+
 # Content-addressed stores kept for re-use (not artifacts: no metadata.json entry, no asset of their own).
 STORE_PATHS: dict[str, str] = {
     "llm_store": "llm_generated/store",  # LLM completions (sparse_assets/llm/store.py)

@@ -26,7 +26,7 @@ from typing import Any
 
 from upath import UPath
 
-from sparse_assets.store.layout import METADATA_FILE
+from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, SIDECAR_PATHS
 
 
 def _is_local(path: UPath) -> bool:
@@ -218,7 +218,7 @@ class CorruptIndexError(ValueError):
     """metadata.json cannot be trusted: unreadable, of another shape, or naming a path outside the root."""
 
 
-INDEX_FIX = "restore it from a backup, or run `sparse-assets reindex` (it records the artifacts that are there, as they are now)"
+INDEX_FIX = "restore metadata.json from a backup, or run `sparse-assets reindex` (it records the artifacts that are there, as they are now)"
 
 
 def inside_root(root: UPath, relative: str) -> UPath:
@@ -271,9 +271,9 @@ def read_index(root: UPath) -> dict[str, dict[str, Any]]:
     return artifacts
 
 
-def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
-    """Hash the artifact at `root/relative_path` (and its `sidecars`, files written beside it) and add
-    or replace its entry in metadata.json."""
+def _artifact_entry(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str]) -> dict[str, Any]:
+    """The metadata.json entry of the artifact at `root/relative_path` (and its `sidecars`, files
+    written beside it) as it is now."""
     sha256, size = content_hash(root / relative_path)
     entry = {
         "asset_key": asset_key,
@@ -285,11 +285,43 @@ def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str
     }
     if sidecars:
         entry["sidecars"] = {path: content_hash(root / path)[0] for path in sidecars}
+    return entry
+
+
+def _write_index(root: UPath, artifacts: dict[str, dict[str, Any]]) -> None:
+    atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+
+
+def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
+    """Hash the artifact at `root/relative_path` (and its `sidecars`, files written beside it) and add
+    or replace its entry in metadata.json."""
+    entry = _artifact_entry(root, asset_key, relative_path, run_id, sidecars)
     with _index_lock(root):
         artifacts = read_index(root)
         artifacts[asset_key] = entry
-        atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+        _write_index(root, artifacts)
     return entry
+
+
+REINDEXED = "reindexed"  # the run id of the entries rebuild_index records
+
+
+def rebuild_index(root: UPath) -> list[dict[str, Any]]:
+    """Replace `root/metadata.json` with entries for the artifacts that are there now, hashed as they
+    are (run id "reindexed"): each asset of the layout (`layout.ASSET_PATHS`) whose file or model
+    folder exists, with those of its sidecars (`layout.SIDECAR_PATHS`, e.g. idf.json) that exist.
+    For an index that was lost, deleted or is unreadable (`sparse-assets reindex`): loads refuse an
+    artifact the index does not record, and this vouches for whatever the files hold, so look at
+    them first (or re-materialize instead). An asset that is not there gets no entry (it stays
+    "missing"), and the entries of the index there was are dropped. Returns the new entries."""
+    entries = {}
+    for asset, relative in ASSET_PATHS.items():
+        if (root / relative).exists():
+            sidecars = [path for path in SIDECAR_PATHS.get(asset, ()) if (root / path).exists()]
+            entries[asset] = _artifact_entry(root, asset, relative, REINDEXED, sidecars)
+    with _index_lock(root):
+        _write_index(root, entries)
+    return list(entries.values())
 
 
 def forget_artifacts(root: UPath, subdir: str) -> list[str]:
@@ -300,7 +332,7 @@ def forget_artifacts(root: UPath, subdir: str) -> list[str]:
         for key in gone:
             del artifacts[key]
         if gone:
-            atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+            _write_index(root, artifacts)
     return gone
 
 
