@@ -32,6 +32,56 @@ dataset = test_faults.dataset
 # ----------------------------------------------------------------------------- a step's outputs belong together
 
 
+def test_a_step_torn_between_its_outputs_is_refused_naming_the_asset_to_rematerialize(dataset, tmp_path, model_cache, monkeypatch):
+    """`documents` and `eval_queries` are one step: a run that stops after recording new documents
+    leaves them beside the previous run's questions, and nothing downstream may use that pair."""
+    root, _ = dataset
+    groups = {key: entry["group"] for key, entry in storage.read_index(UPath(root)).items()}
+    assert groups["documents"] == groups["eval_queries"] and groups["documents"]["outputs"] == ["documents", "eval_queries"]
+    assert groups["idf_statistics"]["outputs"] == ["idf_statistics"]
+    write = io_managers_module.JsonIOManager.write
+
+    def stop_at_eval_queries(self, value, path):
+        if path.name == "eval_queries.json":
+            raise OSError("killed between the outputs of one step")
+        write(self, value, path)
+
+    monkeypatch.setattr(io_managers_module.JsonIOManager, "write", stop_at_eval_queries)
+    other = korquad_slice(tmp_path / "other.json", articles=2, start=5)
+    assert not materialize_base(root, [str(other)], model_cache, selection=["documents", "eval_queries"]).success
+    monkeypatch.undo()
+    index = storage.read_index(UPath(root))
+    assert index["documents"]["run_id"] != index["eval_queries"]["run_id"]  # the tear
+    torn = snapshot(root)
+
+    result = materialize_base(root, ["unused"], model_cache, selection=["qd_pairs_base"])
+    message = failure_message(result)
+    assert "eval_queries.json does not belong with" in message and "documents.json" in message, message[-800:]
+    assert "re-materialize 'documents' and 'eval_queries'" in message
+    assert snapshot(root) == torn
+    # re-materializing the step makes the pair whole again
+    assert materialize_base(root, [str(other)], model_cache, selection=["documents", "eval_queries", "qd_pairs_base"]).success
+
+
+def test_an_output_materialized_on_its_own_since_still_belongs_with_its_step(tmp_path):
+    """A step that allows a subset may re-materialize one output alone: that is no tear."""
+
+    def entry(asset: str, run_id: str, outputs: list[str]) -> dict:
+        return {"asset_key": asset, "path": f"base_model/{asset}.json", "group": {"step": "s", "run_id": run_id, "outputs": outputs}}
+
+    whole = {
+        "documents": entry("documents", "r1", ["documents", "eval_queries"]),
+        "eval_queries": entry("eval_queries", "r1", ["documents", "eval_queries"]),
+    }
+    alone = {**whole, "eval_queries": entry("eval_queries", "r2", ["eval_queries"])}
+    torn = {**whole, "eval_queries": entry("eval_queries", "r0", ["documents", "eval_queries"])}
+    root = UPath(tmp_path)
+    assert storage.torn_members(root, whole, "documents") == storage.torn_members(root, alone, "documents") == []
+    assert storage.torn_members(root, alone, "eval_queries") == []
+    assert storage.torn_members(root, torn, "documents") == ["base_model/eval_queries.json"]
+    assert storage.torn_members(root, {"documents": whole["documents"]}, "documents") == ["base_model/eval_queries.json"]
+
+
 # ----------------------------------------------------------------------------- metadata.json is not optional
 
 

@@ -37,6 +37,7 @@ from sparse_assets.store.storage import (
     load_plain_pickle,
     read_index,
     record_artifact,
+    torn_members,
 )
 from sparse_assets.tables import sample_markdown
 
@@ -103,7 +104,9 @@ class _DatasetIOManager(dg.UPathIOManager):
         self.write(value, path)
         relative = asset_path(context.asset_key.path[-1])
         sidecar_paths = [str(Path(relative).parent / name) for name in sidecars]
-        entry = record_artifact(self._base_path, context.asset_key.to_user_string(), relative, context.run_id, sidecar_paths)
+        entry = record_artifact(
+            self._base_path, context.asset_key.to_user_string(), relative, context.run_id, sidecar_paths, step_group(context)
+        )
         context.add_output_metadata(
             {
                 "bytes": dg.MetadataValue.int(entry["bytes"]),
@@ -137,7 +140,8 @@ class _DatasetIOManager(dg.UPathIOManager):
         """Refuse an artifact whose content differs from what its asset recorded in metadata.json
         (edited, truncated or replaced since), and one metadata.json does not record (the index was
         deleted or edited: without it there is nothing to check the content against)."""
-        entry = read_index(self._base_path).get(asset)
+        index = read_index(self._base_path)
+        entry = index.get(asset)
         if entry is None or entry["path"] != asset_path(asset.split("/")[-1]):
             raise UnrecordedArtifactError(
                 f"{path} has no entry in {self._base_path / METADATA_FILE}, so its content cannot be checked (the index was deleted, "
@@ -148,13 +152,15 @@ class _DatasetIOManager(dg.UPathIOManager):
                 f"{path} is not what {asset!r} wrote (its sha256 differs from the one in metadata.json): re-materialize {asset!r}; "
                 f"if you changed it on purpose, `sparse-assets accept {entry['path']}` records its current content"
             )
-        for relative, sha256 in entry.get("sidecars", {}).items():  # written with it: a torn write shows here
-            sidecar = self._base_path / relative
-            if not sidecar.exists() or content_hash(sidecar)[0] != sha256:
-                raise ModifiedArtifactError(
-                    f"{sidecar} does not belong with {path} (missing, or not what {asset!r} wrote with it; an interrupted write "
-                    f"leaves that): re-materialize {asset!r}"
-                )
+        torn = torn_members(self._base_path, index, asset)  # written with it: an interrupted step shows here
+        if torn:
+            outputs = (entry.get("group") or {}).get("outputs", [asset])
+            together = " (one step writes them together)" if len(outputs) > 1 else ""
+            raise ModifiedArtifactError(
+                f"{', '.join(str(self._base_path / relative) for relative in torn)} does not belong with {path} (missing, or not "
+                f"written by the same run of the step; an interrupted write leaves that): re-materialize "
+                f"{' and '.join(map(repr, outputs))}{together}"
+            )
 
     def write(self, value: Any, path: UPath) -> None:
         raise NotImplementedError
@@ -224,6 +230,19 @@ class ModelFolderIOManager(_DatasetIOManager):
         local = download / path.name
         path.fs.get(path.path, str(local), recursive=True)
         return local
+
+
+def step_group(context: dg.OutputContext) -> dict[str, Any]:
+    """The write group of an output: its step, its run and the assets that run of the step writes
+    (its selected outputs), recorded in each one's entry so that loading one can tell a step stopped
+    between its outputs (`storage.torn_members`). Outside a run (a context built by hand), the asset
+    alone."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:
+        return {"step": None, "run_id": context.run_id, "outputs": [context.asset_key.to_user_string()]}
+    outputs = sorted(key.to_user_string() for key in step.get_output_asset_keys())
+    return {"step": context.step_key, "run_id": context.run_id, "outputs": outputs}
 
 
 REMOTE_LEASE_SECONDS = 3600  # a holder on another host counts as running for this long after its last claim

@@ -26,7 +26,7 @@ from typing import Any
 
 from upath import UPath
 
-from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, SIDECAR_PATHS
+from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, SIDECAR_PATHS, asset_path
 
 
 def _is_local(path: UPath) -> bool:
@@ -247,7 +247,13 @@ def _entry_problem(key: str, entry: Any) -> str | None:
     sidecars = entry.get("sidecars", {})
     if not isinstance(sidecars, dict) or not all(isinstance(value, str) for value in sidecars.values()):
         return "has sidecars that are not {path: sha256}"
+    if "group" in entry and not _is_group(entry["group"]):
+        return "has a group that is not {step, run_id, outputs: [asset key, ...]}"
     return None
+
+
+def _is_group(group: Any) -> bool:
+    return isinstance(group, dict) and isinstance(group.get("outputs"), list) and all(isinstance(key, str) for key in group["outputs"])
 
 
 def read_index(root: UPath) -> dict[str, dict[str, Any]]:
@@ -292,15 +298,49 @@ def _write_index(root: UPath, artifacts: dict[str, dict[str, Any]]) -> None:
     atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
 
 
-def record_artifact(root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = ()) -> dict[str, Any]:
+def record_artifact(
+    root: UPath, asset_key: str, relative_path: str, run_id: str | None, sidecars: Sequence[str] = (), group: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Hash the artifact at `root/relative_path` (and its `sidecars`, files written beside it) and add
-    or replace its entry in metadata.json."""
+    or replace its entry in metadata.json. `group`: the write group of the step that wrote it
+    ({"step", "run_id", "outputs": the asset keys that run of the step writes}, see `torn_members`);
+    None keeps the entry's group (recording content accepted by hand vouches for it, not for a run)."""
     entry = _artifact_entry(root, asset_key, relative_path, run_id, sidecars)
     with _index_lock(root):
         artifacts = read_index(root)
+        group = group if group is not None else artifacts.get(asset_key, {}).get("group")
+        if group is not None:
+            entry["group"] = group
         artifacts[asset_key] = entry
         _write_index(root, artifacts)
     return entry
+
+
+def torn_members(root: UPath, index: dict[str, dict[str, Any]], asset_key: str) -> list[str]:
+    """The paths (relative to `root`) of what was written together with the artifact of `asset_key`
+    but does not belong with it, which a run stopped in the middle of a step leaves: a sidecar that
+    is missing or not the content recorded with it, and another output of the same step (its
+    entry's group) whose entry is missing or comes from another run of the step. An output that was
+    since materialized on its own (its group leaves this asset out: a subset of a step that allows
+    one) belongs. [] when everything belongs together."""
+    entry = index[asset_key]
+    torn = [relative for relative, sha256 in entry.get("sidecars", {}).items() if not _holds(root / relative, sha256)]
+    group = entry.get("group") or {"outputs": []}
+    for sibling in group["outputs"]:
+        if not _written_with(index.get(sibling), group.get("run_id"), asset_key):
+            torn.append(index[sibling]["path"] if sibling in index else asset_path(sibling))
+    return torn
+
+
+def _holds(path: UPath, sha256: str) -> bool:
+    return path.exists() and content_hash(path)[0] == sha256
+
+
+def _written_with(sibling: dict[str, Any] | None, run_id: str | None, asset_key: str) -> bool:
+    """Whether the entry of a sibling output comes from the run `run_id` of the step that wrote
+    `asset_key`, or was materialized on its own since."""
+    group = (sibling or {}).get("group")
+    return group is not None and (group.get("run_id") == run_id or asset_key not in group["outputs"])
 
 
 REINDEXED = "reindexed"  # the run id of the entries rebuild_index records
