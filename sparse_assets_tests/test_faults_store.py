@@ -158,6 +158,89 @@ def test_inside_root_refuses_escapes_and_symlinks_out(tmp_path):
             storage.inside_root(UPath(root), relative)
 
 
+# ----------------------------------------------------------------------------- .writer.json never steers the run
+
+
+def _claim_file(root: Path, record) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / storage.WRITER_FILE).write_text(json.dumps(record))
+
+
+def _now(seconds: float = 0) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [["not", "a", "claim"], {"host": "h", "time": _now()}, {"run_id": "other", "time": "yesterday"}],
+    ids=["list", "no-run-id", "bad-time"],
+)
+def test_a_writer_file_of_another_shape_is_a_clear_error_naming_it(tmp_path, record):
+    _claim_file(tmp_path, record)
+    with pytest.raises(storage.InvalidClaimError, match=rf"{storage.WRITER_FILE} is not a writer claim.*delete"):
+        storage.claim_dataset_root(UPath(tmp_path), {"run_id": "mine", "instance": None}, lambda holder: True)
+
+
+@pytest.fixture
+def instance_with_a_running_run():
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    with dg.instance_for_test() as instance:
+        instance.add_run(DagsterRun(job_name="all_assets_job", run_id="running-run", status=DagsterRunStatus.STARTED))
+        yield instance
+
+
+def _claim_by_running_run(dagster_instance, folder: Path, **changes) -> None:
+    """`.writer.json` as the running run of `dagster_instance` writes it, with `changes`."""
+    own = {"run_id": "running-run", "instance": str(dagster_instance.root_directory), "host": socket.gethostname(), "time": _now()}
+    _claim_file(folder, {**own, "root": str(folder.resolve()), **changes})
+
+
+def _claim_from(instance, root: Path) -> None:
+    storage.claim_dataset_root(
+        UPath(root),
+        {"run_id": "second-run", "instance": str(instance.root_directory)},
+        lambda h: io_managers_module.holder_is_running(instance, h),
+    )
+
+
+def test_a_claim_held_by_a_running_run_of_this_instance_holds_the_root(tmp_path, instance_with_a_running_run):
+    _claim_by_running_run(instance_with_a_running_run, tmp_path)
+    with pytest.raises(storage.DatasetBusyError, match="in use by run running-run"):
+        _claim_from(instance_with_a_running_run, tmp_path)
+
+
+def test_a_claim_recorded_for_another_root_does_not_hold_this_one(tmp_path, instance_with_a_running_run):
+    """A root copied elsewhere (with its .writer.json) is not in use by the run of the original."""
+    _claim_by_running_run(instance_with_a_running_run, tmp_path, root=str(tmp_path / "original"))
+    _claim_from(instance_with_a_running_run, tmp_path)
+    claim = json.loads((tmp_path / storage.WRITER_FILE).read_text())
+    assert claim["run_id"] == "second-run" and claim["root"] == str(tmp_path.resolve())
+
+
+def test_a_claim_naming_another_instance_folder_is_not_opened(tmp_path, instance_with_a_running_run, monkeypatch):
+    other_home = tmp_path / "other_home"
+    other_home.mkdir()
+    (other_home / "dagster.yaml").write_text("{}")
+
+    def never(*args, **kwargs):
+        raise AssertionError("opened the instance folder .writer.json names")
+
+    monkeypatch.setattr(dg.DagsterInstance, "from_config", never)
+    _claim_by_running_run(instance_with_a_running_run, tmp_path / "dataset", instance=str(other_home))
+    _claim_from(instance_with_a_running_run, tmp_path / "dataset")
+
+
+@pytest.mark.parametrize(("seconds", "holds"), [(-60, True), (-2 * 3600, False), (30, True), (24 * 3600, False)])
+def test_a_claim_from_another_host_is_a_lease_that_a_future_time_does_not_extend(tmp_path, instance_with_a_running_run, seconds, holds):
+    _claim_by_running_run(instance_with_a_running_run, tmp_path, host="another-host", time=_now(seconds))
+    if holds:
+        with pytest.raises(storage.DatasetBusyError, match="host another-host"):
+            _claim_from(instance_with_a_running_run, tmp_path)
+    else:
+        _claim_from(instance_with_a_running_run, tmp_path)
+
+
 # ----------------------------------------------------------------------------- output that is what it claims
 
 

@@ -7,7 +7,6 @@ They are `UPathIOManager`s, so the root may be a local folder or any fsspec URL 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import multiprocessing.util
 import pickle
@@ -27,7 +26,9 @@ from sparse_assets.store.layout import METADATA_FILE, STORE_PATHS, asset_path
 from sparse_assets.store.storage import (
     INDEX_FIX,
     DatasetBusyError,
+    InvalidClaimError,
     UnsafePickleError,
+    WriterClaim,
     atomic_replace_folder,
     atomic_write_any,
     atomic_write_bytes,
@@ -93,7 +94,7 @@ class _DatasetIOManager(dg.UPathIOManager):
             claim_dataset_root(
                 self._base_path, {"run_id": step.run_id, "instance": home}, lambda holder: holder_is_running(step.instance, holder)
             )
-        except DatasetBusyError as error:
+        except (DatasetBusyError, InvalidClaimError) as error:
             raise dg.Failure(description=str(error)) from None
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
@@ -245,28 +246,20 @@ def step_group(context: dg.OutputContext) -> dict[str, Any]:
     return {"step": context.step_key, "run_id": context.run_id, "outputs": outputs}
 
 
-REMOTE_LEASE_SECONDS = 3600  # a holder on another host counts as running for this long after its last claim
-
-
-def holder_is_running(instance: dg.DagsterInstance, holder: dict[str, Any]) -> bool:
-    """Is the run that holds a dataset root (its `.writer.json` record) still in progress? Asked of
-    its instance (this one, or the one at its DAGSTER_HOME on this host). A run on a throwaway
-    in-process instance (`dg.materialize` in a test or notebook) has no status to ask and holds
-    nothing once its call returns; one on another host holds the root for REMOTE_LEASE_SECONDS
-    after its last claim."""
-    home = holder.get("instance")
-    if home is None:
+def holder_is_running(instance: dg.DagsterInstance, holder: WriterClaim) -> bool:
+    """Is the run that holds a dataset root (its `.writer.json` claim) still in progress? Asked of
+    this run's own instance when the claim names it. A run on a throwaway in-process instance
+    (`dg.materialize` in a test or notebook) has no status to ask and holds nothing once its call
+    returns; one on another host holds the root for REMOTE_LEASE_SECONDS after its last claim (a
+    time further in the future than the clock skew allows holds nothing). One on another instance of
+    this host counts as ended: asking it would mean opening whatever folder the file names."""
+    if holder.instance is None:
         return False
-    if holder.get("host") != socket.gethostname():
-        claimed = dt.datetime.fromisoformat(holder["time"])
-        return (dt.datetime.now(dt.UTC) - claimed).total_seconds() < REMOTE_LEASE_SECONDS
-    if not instance.is_ephemeral and home == str(instance.root_directory):
-        run = instance.get_run_by_id(holder["run_id"])
-    elif Path(home, "dagster.yaml").exists() or Path(home, "history").is_dir():
-        with dg.DagsterInstance.from_config(home) as other:
-            run = other.get_run_by_id(holder["run_id"])
-    else:
+    if holder.host != socket.gethostname():
+        return holder.within_lease()
+    if instance.is_ephemeral or holder.instance != str(instance.root_directory):
         return False
+    run = instance.get_run_by_id(holder.run_id)
     return run is not None and not run.is_finished
 
 

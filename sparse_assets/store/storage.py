@@ -21,6 +21,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -188,30 +189,92 @@ def _index_lock(root: UPath) -> Iterator[None]:
 
 
 WRITER_FILE = ".writer.json"
+REMOTE_LEASE_SECONDS = 3600  # a claim no one here can ask about (another host's) holds the root this long after it was made
+CLOCK_SKEW_SECONDS = 300  # how far in the future a claim's time may be (hosts' clocks differ); beyond that it holds nothing
 
 
 class DatasetBusyError(RuntimeError):
     """Another run is reading and writing this dataset root."""
 
 
-def claim_dataset_root(root: UPath, claim: dict[str, Any], holder_is_active: Callable[[dict[str, Any]], bool]) -> None:
-    """Make the run of `claim` ({"run_id", ...}) the one run that reads and writes under `root`
-    (`.writer.json`: the claim, the host and the time), or raise DatasetBusyError naming the run
-    that holds it, when `holder_is_active(that holder's record)`."""
+class InvalidClaimError(RuntimeError):
+    """`.writer.json` holds something other than a writer claim."""
+
+
+@dataclass(frozen=True)
+class WriterClaim:
+    """A run's claim on a dataset root, as `.writer.json` records it."""
+
+    run_id: str
+    time: dt.datetime
+    host: str | None = None
+    instance: str | None = None  # the holder's DAGSTER_HOME; None for a throwaway in-process instance
+    root: str | None = None  # the root it claimed (`_root_identity`); None in claims written by older versions
+
+    @classmethod
+    def from_record(cls, record: Any) -> WriterClaim:
+        """The claim in a parsed `.writer.json`; TypeError or ValueError saying what is wrong with another shape."""
+        if not isinstance(record, dict):
+            raise TypeError(f"a JSON {type(record).__name__}, not an object")
+        for field in ("run_id", "time"):
+            if not isinstance(record.get(field), str):
+                raise TypeError(f"no text {field!r}")
+        for field in ("host", "instance", "root"):
+            if not isinstance(record.get(field), str | None):
+                raise TypeError(f"{field!r} is not text")
+        time = dt.datetime.fromisoformat(record["time"])
+        if time.tzinfo is None:
+            raise ValueError(f"its time {record['time']!r} has no time zone")
+        return cls(record["run_id"], time, record.get("host"), record.get("instance"), record.get("root"))
+
+    def within_lease(self) -> bool:
+        """Made less than REMOTE_LEASE_SECONDS ago, and not later than the clock skew allows."""
+        age = (dt.datetime.now(dt.UTC) - self.time).total_seconds()
+        return -CLOCK_SKEW_SECONDS <= age < REMOTE_LEASE_SECONDS
+
+
+def _root_identity(root: UPath) -> str:
+    """What a claim records as its root: the resolved folder on local disk, the URL elsewhere."""
+    return str(Path(root).resolve()) if _is_local(root) else str(root)
+
+
+def read_claim(root: UPath) -> WriterClaim | None:
+    """The claim `root/.writer.json` holds; None when there is none, or it is torn (not JSON: nobody
+    holds the root). Another shape raises InvalidClaimError naming the file and the fix."""
     path = root / WRITER_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    try:
+        return WriterClaim.from_record(record)
+    except (TypeError, ValueError) as error:
+        raise InvalidClaimError(
+            f"{path} is not a writer claim ({error}): it records which run uses the dataset root {root}; if no run is "
+            f"using it now, delete {path} (the next run writes a new one)"
+        ) from error
+
+
+def claim_dataset_root(root: UPath, claim: dict[str, Any], holder_is_active: Callable[[WriterClaim], bool]) -> None:
+    """Make the run of `claim` ({"run_id", "instance"}) the one run that reads and writes under `root`
+    (`.writer.json`: the claim, the host, the time and the root), or raise DatasetBusyError naming the
+    run that holds it, when `holder_is_active(that claim)`. A claim recorded for another root (this
+    one copied from there, `.writer.json` included) holds nothing here."""
+    path = root / WRITER_FILE
+    here = _root_identity(root)
     with _index_lock(root):
-        try:
-            holder = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-        except ValueError:
-            holder = None  # torn by a crash: nobody holds it
-        if holder and holder.get("run_id") != claim["run_id"] and holder_is_active(holder):
+        holder = read_claim(root)
+        if holder and holder.run_id != claim["run_id"] and holder.root in (None, here) and holder_is_active(holder):
             raise DatasetBusyError(
-                f"the dataset root {root} is in use by run {holder['run_id']} (host {holder.get('host')}, since "
-                f"{holder.get('time')}): two runs on one root would read each other's artifacts. Wait for that run "
+                f"the dataset root {root} is in use by run {holder.run_id} (host {holder.host}, since "
+                f"{holder.time.isoformat()}): two runs on one root would read each other's artifacts. Wait for that run "
                 f"to finish (or cancel it), or point SPARSE_ASSETS_DATASET at another folder; if that run is gone "
                 f"for good, delete {path}"
             )
-        atomic_write_json(path, {**claim, "host": socket.gethostname(), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        atomic_write_json(path, {**claim, "host": socket.gethostname(), "time": now, "root": here})
 
 
 class CorruptIndexError(ValueError):
