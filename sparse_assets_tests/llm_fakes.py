@@ -27,11 +27,13 @@ def last_title(prompt: str) -> str:
 
 
 class FakeOpenAI:
-    """Serves /v1/models and /v1/completions; ``answer(prompt, i)`` writes completion i."""
+    """Serves /v1/models and /v1/completions; ``answer(prompt, i)`` writes completion i. With
+    ``max_choices``, a call answers at most that many of the ``n`` asked for (llama.cpp's server: one)."""
 
-    def __init__(self, answer: Callable[[str, int], str], model: str = "fake-gemma"):
+    def __init__(self, answer: Callable[[str, int], str], model: str = "fake-gemma", max_choices: int | None = None):
         self.answer = answer
         self.model = model
+        self.max_choices = max_choices
         self.requests: list[dict] = []
         outer = self
 
@@ -59,7 +61,8 @@ class FakeOpenAI:
                 if self.path != "/v1/completions":
                     self._send({"error": "not found"}, 404)
                     return
-                texts = [outer.answer(body["prompt"], i) for i in range(body.get("n", 1))]
+                n = min(body.get("n", 1), outer.max_choices or body.get("n", 1))
+                texts = [outer.answer(body["prompt"], i) for i in range(n)]
                 self._send(
                     {
                         "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)],

@@ -14,6 +14,8 @@ from sparse_assets.defs.assets.llm_generated import enhanced_synonyms, synthetic
 from sparse_assets.defs.io_managers import io_managers
 from sparse_assets.defs.resources import PROJECT_ROOT, LLMResource
 from sparse_assets.environment import DEFAULT_LLM_PYTHON
+from sparse_assets.llm.backends import OpenAIBackend
+from sparse_assets.llm.settings import SamplingSettings
 from sparse_assets_tests.korquad_data import documents_asset, documents_stub, five_documents, korquad_documents
 from sparse_assets_tests.llm_fakes import FakeOpenAI, free_port, last_title, start_llm_materialization
 
@@ -60,7 +62,7 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
         result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url))
         assert result.success
         pairs = result.output_for_node("synthetic_qd_pairs")
-        assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n"] for r in server.requests)
+        assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n", "?"] for r in server.requests)
     assert {p["positive_id"] for p in pairs} == {d["id"] for d in five_documents()}
     assert all(p["generator"] == "openai:fake-gemma" and p["source"] == "llm:fewshot" for p in pairs)
     assert all(p["positive_id"] not in p["negative_ids"] and p["negative_ids"] for p in pairs)
@@ -112,6 +114,19 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
 
 def store_entries(tmp_path) -> list[Path]:
     return sorted((tmp_path / "dataset" / "llm_generated" / "store").glob("*/*/*.json"))
+
+
+def test_a_server_that_answers_fewer_choices_than_asked_is_asked_again():
+    """llama.cpp's server answers one choice whatever `n` says: the backend asks again until it has n,
+    adding up the usage, and asks every server to keep the stop string (a question's "?")."""
+    sampling = SamplingSettings(n=3, max_tokens=40, stop=("\n", "?"), include_stop=True)
+    with FakeOpenAI(lambda prompt, i: f" 질문 {i}?", max_choices=1) as server:
+        backend = OpenAIBackend(server.url, "fake-gemma", concurrency=1)
+        [completion] = backend.complete([{"id": "d1", "prompt": "제목: 가\n문서: 나\n질문:"}], sampling)
+    assert [r["n"] for r in server.requests] == [3, 2, 1]
+    assert all(r["include_stop_str_in_output"] is True and r["stop"] == ["\n", "?"] for r in server.requests)
+    assert len(completion["texts"]) == 3 and completion["finish_reasons"] == ["stop"] * 3
+    assert completion["completion_tokens"] == 30
 
 
 def test_store_generates_only_what_changed(tmp_path):

@@ -50,16 +50,18 @@ def test_cpu_default_is_gemma_float32_fewshot():
     s = engine_settings(machine="x86_64", accelerator="cpu")
     assert s.model == OFFLINE_MODEL and s.dtype == "float32" and s.prompt_style == "fewshot"
     assert s.quantization is None and not s.structured_outputs and s.enforce_eager
-    assert s.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and s.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert s.env["VLLM_CPU_KVCACHE_SPACE"] == "2" and s.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     kwargs = s.llm_kwargs("/models/gemma")
     assert kwargs["model"] == "/models/gemma" and "gpu_memory_utilization" not in kwargs
-    assert kwargs["distributed_executor_backend"] == "uni" and kwargs["max_num_seqs"] == 16
+    assert kwargs["distributed_executor_backend"] == "uni" and kwargs["max_num_seqs"] == 64
+    # the prefix cache shares a prompt between its samples in 32-token blocks; the engine keeps its counters
+    assert kwargs["block_size"] == 32 and kwargs["disable_log_stats"] is False
 
 
 def test_cpu_aarch64_adds_the_arm_env():
     s = engine_settings(machine="arm64", accelerator="cpu")
     assert s.enforce_eager and s.compilation_mode == 0
-    assert set(AARCH64_ENV) <= set(s.env) and s.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert set(AARCH64_ENV) <= set(s.env) and s.env["VLLM_CPU_KVCACHE_SPACE"] == "2"
 
 
 def test_fp8_on_cpu_is_refused_with_a_reason_unless_remote():
@@ -78,7 +80,27 @@ def test_settings_round_trip_as_json_data():
 
 def test_sampling_per_style():
     cpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cpu"), n=4)
-    assert (cpu.n, cpu.stop, cpu.max_tokens, cpu.seed) == (4, ("\n",), 40, None)
+    assert (cpu.n, cpu.stop, cpu.include_stop, cpu.max_tokens, cpu.seed) == (4, ("\n", "?"), True, 40, None)
+    assert cpu.top_p == 1.0 and cpu.top_k == 40  # no top-p: on the CPU it sorts the whole vocabulary every step
     gpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cuda"), n=4, json_schema={"type": "object"})
     assert gpu.n == 1 and gpu.max_tokens == 8192 and gpu.temperature == 0.6 and gpu.top_k == 20
     assert gpu.json_schema == {"type": "object"} and gpu.seed == 0
+
+
+def test_the_cpu_engine_leaves_a_core_that_another_process_keeps_busy():
+    """Two engine threads beside one CPU-bound process wait for each other at every operation: the
+    engine takes the cores the others leave free (at least one)."""
+    import os
+    import subprocess
+    import sys
+
+    from sparse_assets.llm.backends import free_cores
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: nothing to leave free")
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert 1 <= free_cores(sample_s=1.5) <= (os.cpu_count() or 1) - 1
+    finally:
+        neighbour.kill()
+        neighbour.wait()

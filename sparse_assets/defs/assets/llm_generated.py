@@ -206,6 +206,11 @@ def _speed_metadata(stats: dict) -> dict:
         "generation_s",
         "tokens_per_s",
         "total_tokens_per_s",
+        "prefill_tokens_per_s",
+        "prefix_cache_hit_rate",
+        "batch_occupancy",
+        "engine_steps",
+        "preemptions",
     )
     reuse = ("llm/from_store", "llm/generated_items", "llm/store_corrupt_entries")
     return {**{f"llm/{k}": stats[k] for k in keys if k in stats}, **{k: stats[k] for k in reuse if k in stats}}
