@@ -6,13 +6,16 @@ four cases on the same documents and prompts, each with an empty completion stor
 - `vllm-busy`: the same with one CPU-bound process beside it;
 - `peer`: llama.cpp's OpenAI-compatible server (llama-cpp-python[server], `make peer-env`) on the
   same Gemma 3 270M GGUF, through the project's `openai` backend;
-- `peer-busy`: the peer with the CPU-bound process.
+- `peer-busy`: the peer with the CPU-bound process;
+- `server`: any OpenAI-compatible server given by `--base-url` (e.g. `vllm serve` of the production
+  model on a GPU host).
 
 Reference rows: the decode and prefill speeds this machine allows, from a memory-copy and a GEMM
 measurement here and the model's parameter counts (bench/llm_cases.py).
 
     nice .venv/bin/python bench/bench_llm.py [--corpus embedded|korquad] [--documents 0]
         [--cases vllm,vllm-busy,peer,peer-busy]
+    nice .venv/bin/python bench/bench_llm.py --cases server --base-url http://HOST:PORT/v1 [--model NAME]
     nice .venv/bin/python bench/bench_llm.py --task synonyms
 
 Writes bench/results_llm.json and bench/llm.md. The dev sets' questions are not used (evaluation only).
@@ -39,7 +42,7 @@ import llm_cases
 from graph_bench.dev_sets import CORPUS_SOURCES, MUSE_KO_EN
 
 OUT = ROOT / "bench" / "out" / "llm"
-CASES = ("vllm", "vllm-busy", "peer", "peer-busy")
+CASES = ("vllm", "vllm-busy", "peer", "peer-busy", "server")
 SPEED_KEYS = (
     "engine_start_s",
     "generation_s",
@@ -110,27 +113,31 @@ def run_case(documents: list[dict], llm, max_documents: int, workdir: Path) -> d
     }
 
 
-def llm_for(case: str, stack: ExitStack, workdir: Path):
-    """The LLM resource of a case (starting the peer server inside `stack`)."""
+def llm_for(case: str, args: argparse.Namespace, stack: ExitStack, workdir: Path):
+    """The LLM resource of a case and the seconds its server took to start (the peer's, started inside
+    `stack`; None where the engine starts inside the step)."""
     from sparse_assets.defs.resources import LLMResource
 
     if case.startswith("vllm"):
-        return LLMResource()
+        return LLMResource(), None
+    if case == "server":
+        return LLMResource(backend="openai", base_url=args.base_url, model=args.model), None
     gguf = llm_cases.assemble_gguf(Path(LLMResource().python), workdir / "gguf")
+    start = time.perf_counter()
     url = stack.enter_context(llm_cases.llama_cpp_server(gguf, workdir / "llama_cpp.log", threads=os.cpu_count() or 1))
     # one request at a time: llama-cpp-python's server computes one sequence at a time
-    return LLMResource(backend="openai", base_url=url, concurrency=1)
+    return LLMResource(backend="openai", base_url=url, concurrency=1), round(time.perf_counter() - start, 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="embedded", help="embedded (what `make run` uses), korquad, msmarco or a corpus source")
     parser.add_argument("--documents", type=int, default=0, help="max_documents (0: the asset's default)")
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default="vllm,vllm-busy,peer,peer-busy")
     parser.add_argument("--task", default="queries", choices=["queries", "synonyms"])
     parser.add_argument("--backend", default="vllm", choices=["vllm", "openai"], help="synonyms task only")
-    parser.add_argument("--base-url", default=None, help="synonyms task only")
-    parser.add_argument("--model", default=None, help="synonyms task only")
+    parser.add_argument("--base-url", default=None, help="the OpenAI-compatible server of the `server` case (and of --task synonyms)")
+    parser.add_argument("--model", default=None, help="the model the server serves")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.task == "synonyms":
@@ -139,6 +146,8 @@ def main() -> None:
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"--cases: unknown {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if "server" in cases and not args.base_url:
+        parser.error("--cases server needs --base-url (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1)")
 
     from sparse_assets.defs.assets.llm_generated import SyntheticQueriesConfig
     from sparse_assets.llm.backends import resolve_model_path
@@ -160,11 +169,15 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench_llm_{case}_", dir=OUT))
         try:
             with ExitStack() as stack:
-                llm = llm_for(case, stack, workdir)
+                llm, server_start_s = llm_for(case, args, stack, workdir)
                 if case.endswith("-busy"):
                     stack.enter_context(llm_cases.busy_neighbour())
                 load_before = os.getloadavg()
-                results["cases"][case] = {**run_case(documents, llm, max_documents, workdir), "loadavg_before": load_before}
+                results["cases"][case] = {
+                    **run_case(documents, llm, max_documents, workdir),
+                    "server_start_s": server_start_s,
+                    "loadavg_before": load_before,
+                }
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(json.dumps({case: {k: v for k, v in results["cases"][case].items() if k != "sample"}}, ensure_ascii=False), flush=True)
@@ -252,6 +265,8 @@ def report_md(r: dict) -> str:
         f"| {reason} | " + " | ".join(str(cases[c]["dropped_per_reason"].get(reason, 0)) for c in names) + " |" for reason in reasons
     )
     sample = "\n".join(f"- {q}" for q in (vllm_alone or cases[names[0]])["sample"])
+    notes = "".join(f"\n- {note}" for note in r.get("notes", []))
+    notes = f"\n## Notes\n{notes}\n" if notes else ""
     return f"""# LLM step benchmark: synthetic_qd_pairs
 
 `{r["command"]}`
@@ -275,7 +290,8 @@ Corpus: `{r["corpus"]}` ({r["corpus_documents"]} documents). Each case starts fr
 | measure | {" | ".join(names)} |
 |---|{"---|" * len(names)}
 {row("wall time, end to end (s)", "wall_s")}
-{row("engine start (s)", "engine_start_s")}
+{row("engine start inside the step (s)", "engine_start_s")}
+{row("server start before the step (s)", "server_start_s")}
 {row("generation (s)", "generation_s")}
 {row("documents", "documents")}
 {row("prompt tokens", "prompt_tokens")}
@@ -302,7 +318,7 @@ Drops per reason (each query counted under the first filter it fails):
 Sample of accepted queries:
 
 {sample}
-"""
+{notes}"""
 
 
 if __name__ == "__main__":

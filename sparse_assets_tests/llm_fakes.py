@@ -28,12 +28,16 @@ def last_title(prompt: str) -> str:
 
 class FakeOpenAI:
     """Serves /v1/models and /v1/completions; ``answer(prompt, i)`` writes completion i. With
-    ``max_choices``, a call answers at most that many of the ``n`` asked for (llama.cpp's server: one)."""
+    ``max_choices``, a call answers at most that many of the ``n`` asked for (llama.cpp's server: one);
+    ``owned_by`` is what /v1/models says of the model ("vllm" for vLLM's server)."""
 
-    def __init__(self, answer: Callable[[str, int], str], model: str = "fake-gemma", max_choices: int | None = None):
+    def __init__(
+        self, answer: Callable[[str, int], str], model: str = "fake-gemma", max_choices: int | None = None, owned_by: str = "fake"
+    ):
         self.answer = answer
         self.model = model
         self.max_choices = max_choices
+        self.owned_by = owned_by
         self.requests: list[dict] = []
         outer = self
 
@@ -51,7 +55,7 @@ class FakeOpenAI:
 
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send({"object": "list", "data": [{"id": outer.model, "object": "model"}]})
+                    self._send({"object": "list", "data": [{"id": outer.model, "object": "model", "owned_by": outer.owned_by}]})
                 else:
                     self._send({"error": "not found"}, 404)
 

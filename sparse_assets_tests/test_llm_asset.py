@@ -62,7 +62,7 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
         result = materialize(tmp_path, LLMResource(backend="openai", base_url=server.url))
         assert result.success
         pairs = result.output_for_node("synthetic_qd_pairs")
-        assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n", "?"] for r in server.requests)
+        assert len(server.requests) == 5 and all(r["n"] == 3 and r["stop"] == ["\n"] for r in server.requests)
     assert {p["positive_id"] for p in pairs} == {d["id"] for d in five_documents()}
     assert all(p["generator"] == "openai:fake-gemma" and p["source"] == "llm:fewshot" for p in pairs)
     assert all(p["positive_id"] not in p["negative_ids"] and p["negative_ids"] for p in pairs)
@@ -118,15 +118,27 @@ def store_entries(tmp_path) -> list[Path]:
 
 def test_a_server_that_answers_fewer_choices_than_asked_is_asked_again():
     """llama.cpp's server answers one choice whatever `n` says: the backend asks again until it has n,
-    adding up the usage, and asks every server to keep the stop string (a question's "?")."""
-    sampling = SamplingSettings(n=3, max_tokens=40, stop=("\n", "?"), include_stop=True)
+    adding up the usage. It drops stop strings from the text too, so it is not asked to stop at the
+    question's "?" (the question then ends with its line, "?" included)."""
+    sampling = SamplingSettings(n=3, max_tokens=40, stop=("\n",), stop_kept=("?",))
     with FakeOpenAI(lambda prompt, i: f" 질문 {i}?", max_choices=1) as server:
         backend = OpenAIBackend(server.url, "fake-gemma", concurrency=1)
+        backend.start()
         [completion] = backend.complete([{"id": "d1", "prompt": "제목: 가\n문서: 나\n질문:"}], sampling)
     assert [r["n"] for r in server.requests] == [3, 2, 1]
-    assert all(r["include_stop_str_in_output"] is True and r["stop"] == ["\n", "?"] for r in server.requests)
+    assert all(r["stop"] == ["\n"] and "include_stop_str_in_output" not in r for r in server.requests)
     assert len(completion["texts"]) == 3 and completion["finish_reasons"] == ["stop"] * 3
     assert completion["completion_tokens"] == 30
+
+
+def test_a_vllm_server_is_asked_to_end_a_question_at_its_kept_question_mark():
+    sampling = SamplingSettings(n=2, max_tokens=40, stop=("\n",), stop_kept=("?",))
+    with FakeOpenAI(lambda prompt, i: f" 질문 {i}?", owned_by="vllm") as server:
+        backend = OpenAIBackend(server.url, "fake-gemma")
+        backend.start()
+        backend.complete([{"id": "d1", "prompt": "제목: 가\n문서: 나\n질문:"}], sampling)
+    [request] = server.requests
+    assert request["stop"] == ["\n", "?"] and request["include_stop_str_in_output"] is True
 
 
 def test_store_generates_only_what_changed(tmp_path):

@@ -80,7 +80,7 @@ def test_settings_round_trip_as_json_data():
 
 def test_sampling_per_style():
     cpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cpu"), n=4)
-    assert (cpu.n, cpu.stop, cpu.include_stop, cpu.max_tokens, cpu.seed) == (4, ("\n", "?"), True, 40, None)
+    assert (cpu.n, cpu.stop, cpu.stop_kept, cpu.max_tokens, cpu.seed) == (4, ("\n",), ("?",), 40, None)
     assert cpu.top_p == 1.0 and cpu.top_k == 40  # no top-p: on the CPU it sorts the whole vocabulary every step
     gpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cuda"), n=4, json_schema={"type": "object"})
     assert gpu.n == 1 and gpu.max_tokens == 8192 and gpu.temperature == 0.6 and gpu.top_k == 20

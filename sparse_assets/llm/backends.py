@@ -117,8 +117,8 @@ class VLLMBackend:
             top_p=sampling.top_p,
             top_k=max(0, sampling.top_k),
             max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop) or None,
-            include_stop_str_in_output=sampling.include_stop,
+            stop=[*sampling.stop, *sampling.stop_kept] or None,
+            include_stop_str_in_output=bool(sampling.stop_kept),
             seed=sampling.seed,
             structured_outputs=structured,
         )
@@ -193,6 +193,7 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.log = log
+        self.keeps_stop_strings = False  # vLLM's server can keep a stop string in the text; others drop it
 
     def _call(self, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
         url = f"{self.base_url}{path}"
@@ -217,7 +218,9 @@ class OpenAIBackend:
 
     def start(self) -> None:
         models = self._call("GET", "/models", timeout=min(self.timeout_s, 15.0))
-        ids = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
+        listed = [m for m in models.get("data", []) if isinstance(m, dict)]
+        ids = [m.get("id") for m in listed]
+        self.keeps_stop_strings = any(m.get("owned_by") == "vllm" for m in listed)
         if not self.model_name:
             if not ids:
                 raise BackendError(f"LLM server at {self.base_url} lists no models")
@@ -233,10 +236,11 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
         }
-        if sampling.stop:
-            body["stop"] = list(sampling.stop)
-        if sampling.include_stop:
-            body["include_stop_str_in_output"] = True  # vLLM extension; other servers drop the stop string
+        kept = list(sampling.stop_kept) if self.keeps_stop_strings else []
+        if sampling.stop or kept:
+            body["stop"] = [*sampling.stop, *kept]
+        if kept:
+            body["include_stop_str_in_output"] = True  # vLLM's extension
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.top_k > 0:

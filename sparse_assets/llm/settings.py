@@ -55,18 +55,20 @@ class SamplingSettings:
     top_k: int = -1
     max_tokens: int = 48
     stop: tuple[str, ...] = ()
-    include_stop: bool = False  # keep the stop string that ended a completion (a question's "?")
+    # strings that end a completion and stay in its text (a question's "?"); a server that cannot keep a
+    # stop string (only vLLM can) is given `stop` alone
+    stop_kept: tuple[str, ...] = ()
     seed: int | None = None  # per-request seed (GPU only; the CPU engine uses the engine seed)
     json_schema: dict[str, Any] | None = None  # structured output (JSON) when the style asks for it
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["stop"] = list(self.stop)
+        d["stop"], d["stop_kept"] = list(self.stop), list(self.stop_kept)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SamplingSettings:
-        return cls(**{**d, "stop": tuple(d.get("stop") or ())})
+        return cls(**{**d, "stop": tuple(d.get("stop") or ()), "stop_kept": tuple(d.get("stop_kept") or ())})
 
 
 @dataclass(frozen=True)
@@ -265,8 +267,8 @@ def sampling_settings(
             top_p=1.0,
             top_k=40,
             max_tokens=max_tokens or 40,
-            stop=("\n", "?"),
-            include_stop=True,
+            stop=("\n",),
+            stop_kept=("?",),
         )
     thinking = is_thinking_model(engine.model)
     return SamplingSettings(
