@@ -466,14 +466,23 @@ def _load_hub(source: str) -> RawCorpus:
 
 
 def _split_long(text: str, max_chars: int) -> list[str]:
-    """Cut a long text at whitespace into pieces of at most max_chars."""
+    """Cut a long normalised text (`normalize_text`) at whitespace into pieces of at most max_chars.
+    It walks an offset through the text and copies only the pieces, so the time is linear in the length."""
     pieces = []
-    while len(text) > max_chars:
-        cut = text.rfind(" ", 0, max_chars)
-        cut = cut if cut > max_chars // 2 else max_chars
-        pieces.append(text[:cut].strip())
-        text = text[cut:].strip()
-    return [*pieces, text] if text else pieces
+    start = 0
+    while len(text) - start > max_chars:
+        cut = text.rfind(" ", start, start + max_chars)
+        cut = cut if cut - start > max_chars // 2 else start + max_chars
+        pieces.append(text[start:cut].strip())
+        start = _skip_spaces(text, cut)
+    return [*pieces, text[start:]] if start < len(text) else pieces
+
+
+def _skip_spaces(text: str, start: int) -> int:
+    """The offset of the first character at or after `start` that is not whitespace."""
+    while start < len(text) and text[start].isspace():
+        start += 1
+    return start
 
 
 def clean_documents(documents: Iterable[Document], settings: CorpusFilter) -> tuple[list[Document], FilterReport]:
