@@ -5,12 +5,47 @@ size, and `search` / `evaluate` on bad arguments."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
+from upath import UPath
 
+from sparse_assets.cli import main
 from sparse_assets.data import corpus, korean
 from sparse_assets.data.corpus import CorpusError, read_beir_corpus, read_beir_queries
+from sparse_assets.store.storage import atomic_write_json, read_index, record_artifact
 from sparse_assets_tests.korquad_data import KORQUAD_DEV
+
+# ------------------------------------------------------------------------------ a dataset root as a URL
+
+
+@pytest.fixture
+def memory_root():
+    """A dataset root on fsspec's in-memory filesystem with two recorded artifacts."""
+    root = UPath(f"memory://sparse-assets-{uuid.uuid4().hex[:8]}/dataset")
+    for relative, value in [("base_model/documents.json", [{"id": "d1"}]), ("llm_generated/enhanced_synonyms.json", {"학교": ["school"]})]:
+        atomic_write_json(root / relative, value)
+        record_artifact(root, relative.split("/")[1].split(".")[0], relative, "run-1")
+    yield root
+    root.fs.rm(root.parent.path, recursive=True)
+
+
+def test_the_cli_works_on_a_memory_root_as_the_io_managers_do(memory_root, capsys):
+    url = str(memory_root)
+    assert main(["--dataset", url, "summary"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataset: {url}" in out and "| base_model | documents.json | documents |" in out and "no artifacts yet" not in out
+    assert main(["--dataset", url, "check", "base_model/documents.json"]) == 0
+    atomic_write_json(memory_root / "base_model/documents.json", [{"id": "d2"}])
+    assert main(["--dataset", url, "check", "base_model/documents.json"]) == 1
+    assert f"modified: {url}/base_model/documents.json" in capsys.readouterr().out
+    assert main(["--dataset", url, "accept", "base_model/documents.json"]) == 0
+    assert main(["--dataset", url, "check", "base_model/documents.json"]) == 0
+    assert main(["--dataset", url, "clear", "llm_generated", "--yes"]) == 0
+    assert f"deleted {url}/llm_generated (1 metadata entries removed)" in capsys.readouterr().out
+    assert not (memory_root / "llm_generated").exists() and set(read_index(memory_root)) == {"documents"}
+    assert main(["--dataset", url, "summary"]) == 0
+
 
 # ------------------------------------------------------------------- inputs that cost more than their size
 
