@@ -2,7 +2,7 @@
 
     sparse-assets evaluate --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--bm25] [--model-idf] [--output results.json]
     sparse-assets search --model DIR --corpus corpus.jsonl "질문" [-k 10]
-    sparse-assets export --model DIR --out DIR [--corpus corpus.jsonl]
+    sparse-assets export --model DIR --out DIR [--corpus corpus.jsonl] [--force]
 
 A model moved to another corpus keeps its document weights (full vocabulary) and takes that corpus's
 statistics: `evaluate` and `search` re-fit the query-side IDF and the length pivot to `--corpus`
@@ -136,7 +136,7 @@ def _export(args) -> int:
         from sparse_assets.encoder.sparse_model import document_text
 
         texts = [document_text(d) for d in read_beir_corpus(args.corpus)]
-    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name, corpus_texts=texts)
+    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name, corpus_texts=texts, force=args.force)
     for function, info in result.items():
         print(f"{function}: {info['zip']} ({info['size']} bytes, sha256 {info['sha256']})\n  register body: {info['json']}")
     return 0
@@ -168,4 +168,5 @@ def add_model_commands(subparsers) -> None:
     ex.add_argument(
         "--corpus", type=Path, default=None, help="corpus.jsonl of the target index: idf.json and length pivot are computed from it"
     )
+    ex.add_argument("--force", action="store_true", help="replace the register JSON another export left in --out")
     ex.set_defaults(run=_export)
