@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from sparse_assets.store.dataset_manager import index_mismatch
+
 
 class ModelCommandError(ValueError):
     """Bad input to a model verb; the message names the file and what to do."""
@@ -35,6 +37,8 @@ def _model_folder(path: Path) -> Path:
             f"{path}: no modules.json, so this is not a saved sparse model folder; give a folder written by "
             "the neural_sparse_v1_model / v2 asset (a plain masked-LM folder must be trained first)"
         )
+    if changed := index_mismatch(path):
+        print(f"warning: {changed}", file=sys.stderr)
     return path
 
 
@@ -104,6 +108,12 @@ def _search(args) -> int:
     )
     from sparse_assets.evaluation.retrieval import SparseIndex
 
+    if not args.query.strip():
+        raise ModelCommandError(
+            f'the query {args.query!r} is empty: give the text to search for, e.g. sparse-assets search ... "대한민국 애국가"'
+        )
+    if args.k < 1:
+        raise ModelCommandError(f"-k {args.k}: give how many documents to show, at least 1 (e.g. -k 10)")
     corpus = read_beir_corpus(args.corpus)
     model = with_corpus_statistics(load_sparse_encoder(_model_folder(args.model)), [document_text(d) for d in corpus])
     dmat = encode_documents(model, [document_text(d) for d in corpus])
@@ -158,7 +168,7 @@ def add_model_commands(subparsers) -> None:
     se = subparsers.add_parser("search", help="rank a corpus for one query, with the matching terms")
     se.add_argument("--model", type=Path, required=True)
     se.add_argument("--corpus", type=Path, required=True)
-    se.add_argument("-k", type=int, default=10)
+    se.add_argument("-k", type=int, default=10, help="how many documents to show (at least 1; default 10)")
     se.add_argument("query")
     se.set_defaults(run=_search)
     ex = subparsers.add_parser("export", help="write the OpenSearch ML Commons packages")

@@ -19,6 +19,7 @@ from sparse_assets.environment import read_environment
 from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, STORE_PATHS
 from sparse_assets.store.storage import (
     WRITER_FILE,
+    CorruptIndexError,
     DatasetBusyError,
     _index_lock,  # TODO(merge): drop with _forget_artifact below
     atomic_write_json,
@@ -215,6 +216,27 @@ class DatasetManager:
         forgotten = _forget_artifact(self.base_path, relative)
         print(f"deleted {shown(target)} ({len(forgotten)} metadata entries removed)")
         return True
+
+
+def index_mismatch(path: Path) -> str | None:
+    """What is wrong when the local artifact at `path` (e.g. a model folder) lies in a dataset root
+    whose metadata.json records other content for it; None when it matches or is not recorded."""
+    path = Path(path).resolve()
+    root = next((folder for folder in path.parents if (folder / METADATA_FILE).is_file()), None)
+    if root is None:
+        return None
+    relative = path.relative_to(root).as_posix()
+    try:
+        entry = next((e for e in read_index(UPath(root)).values() if e["path"] == relative), None)
+    except CorruptIndexError as error:
+        return f"{path} cannot be checked against its dataset's index: {error}"
+    if entry is None or content_hash(UPath(path))[0] == entry["sha256"]:
+        return None
+    return (
+        f"{path} is not what {root / METADATA_FILE} recorded for {entry['asset_key']!r} (run {entry['run_id']}): it was "
+        f"changed since. Re-materialize {entry['asset_key']!r}, or if the change is on purpose: "
+        f"sparse-assets --dataset {root} accept {relative}"
+    )
 
 
 def artifacts_on_disk(root: UPath) -> list[str]:
