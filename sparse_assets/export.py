@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from sparse_assets.encoder.sparse_model import (
     with_corpus_statistics,
     write_idf_json,
 )
+
+FUNCTIONS = ("SPARSE_ENCODING", "SPARSE_TOKENIZE")
 
 
 def _module(mlm, slope: float, pivot: float, vocabulary: int):
@@ -74,9 +78,14 @@ def trace_document_encoder(model, out_file: Path, max_length: int = 128):
     return traced
 
 
-def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, version: str = "1.0.0", corpus_texts=None) -> dict:
+def export_opensearch(
+    model_dir: Path, out_dir: Path, name: str | None = None, version: str = "1.0.0", corpus_texts=None, force: bool = False
+) -> dict:
     """Write both zips and their register JSON into `out_dir`; returns {function: {zip, json, sha256, size}}.
-    `corpus_texts`: the documents of the target index; idf.json and the length pivot are computed from them."""
+    `corpus_texts`: the documents of the target index; idf.json and the length pivot are computed from them.
+    Everything is made in a fresh hidden folder inside `out_dir` and renamed into place at the end, so a
+    failure leaves `out_dir` as it was; a register JSON of another export (another name) is replaced
+    only with `force`."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     name = name or model_dir.name
     idf_path = model_dir / "idf.json"
@@ -86,31 +95,64 @@ def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, v
     from sparse_assets.encoder.sparse_model import read_idf_json
 
     read_idf_json(idf_path, tokenizer)  # validates that idf.json matches the vocabulary
+    if not force:
+        _refuse_other_exports(out_dir, name)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / ".staging"
-    staging.mkdir(exist_ok=True)
-    tokenizer.save_pretrained(str(staging))
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".export-{name}-"))
+    try:
+        result = _write_packages(model_dir, tokenizer, staging, name, version, corpus_texts, idf_path)
+        for info in result.values():
+            for kind in ("zip", "json"):
+                info[kind] = str(Path(info[kind]).replace(out_dir / Path(info[kind]).name))
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _refuse_other_exports(out_dir: Path, name: str) -> None:
+    """Raise FileExistsError when a register JSON in `out_dir` belongs to an export of another name."""
+    for function in FUNCTIONS:
+        path = out_dir / f"register_{function.lower()}.json"
+        if not path.exists():
+            continue
+        try:
+            theirs = json.loads(path.read_text()).get("name")
+        except (ValueError, AttributeError):
+            theirs = None
+        if theirs != f"{name}-{function.lower()}":
+            raise FileExistsError(
+                f"{path} belongs to another export ({theirs or 'not a register body'}): export into another --out folder, "
+                "or pass --force to replace it (Python: force=True)"
+            )
+
+
+def _write_packages(model_dir: Path, tokenizer, staging: Path, name: str, version: str, corpus_texts, idf_path: Path) -> dict:
+    """Both zips and their register JSON, written in `staging`."""
+    tokenizer_dir = staging / "tokenizer"
+    tokenizer.save_pretrained(str(tokenizer_dir))
     model = load_sparse_encoder(model_dir)
     if corpus_texts is not None:
         model = with_corpus_statistics(model, corpus_texts)
-        idf_path = write_idf_json(staging, query_weights(model), model_tokenizer(model))
-    pt = staging / f"{name}.pt"
+        idf_path = write_idf_json(tokenizer_dir, query_weights(model), model_tokenizer(model))
+    pt = tokenizer_dir / f"{name}.pt"
     trace_document_encoder(model, pt)
-
     packages = {
-        "SPARSE_ENCODING": [(pt, pt.name), (staging / "tokenizer.json", "tokenizer.json")],
-        "SPARSE_TOKENIZE": [(staging / "tokenizer.json", "tokenizer.json"), (idf_path, "idf.json")],
+        "SPARSE_ENCODING": [(pt, pt.name), (tokenizer_dir / "tokenizer.json", "tokenizer.json")],
+        "SPARSE_TOKENIZE": [(tokenizer_dir / "tokenizer.json", "tokenizer.json"), (idf_path, "idf.json")],
     }
     result = {}
     for function, files in packages.items():
-        zip_path = out_dir / f"{name}-{function.lower()}.zip"
-        tmp = zip_path.with_suffix(".zip.tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zip_path = staging / f"{name}-{function.lower()}.zip"
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for src, arc in files:
                 info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))  # fixed time: same content, same hash
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, Path(src).read_bytes())
-        tmp.replace(zip_path)
         digest, size = sha256_file(zip_path), zip_path.stat().st_size
         register = {
             "name": f"{name}-{function.lower()}",
@@ -127,10 +169,7 @@ def export_opensearch(model_dir: Path, out_dir: Path, name: str | None = None, v
                 "framework_type": "huggingface_transformers",
             },
         }
-        json_path = out_dir / f"register_{function.lower()}.json"
+        json_path = staging / f"register_{function.lower()}.json"
         json_path.write_text(json.dumps(register, indent=1))
         result[function] = {"zip": str(zip_path), "json": str(json_path), "sha256": digest, "size": size}
-    for f in staging.iterdir():
-        f.unlink()
-    staging.rmdir()
     return result

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+from upath import UPath
 
 from sparse_assets.cli import main
+from sparse_assets.store.storage import record_artifact
 from sparse_assets_tests.korquad_data import korquad_records
 from sparse_assets_tests.sparse_helpers import trained_tiny_model
 
@@ -107,3 +110,25 @@ def test_bad_input_exits_2_with_the_file_named(tiny, beir, base_encoder_dir, tmp
     broken.write_text('{"text": "무엇"}\n')
     assert main(["search", "--model", str(folder), "--corpus", str(broken), "질문"]) == 2
     assert "_id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"), [(["  "], "is empty: give the text to search for"), (["-k", "-5", "질문"], "-k -5: give how many")]
+)
+def test_search_refuses_an_empty_query_and_a_k_below_one(tiny, beir, capsys, extra, expected):
+    assert main(["search", "--model", str(tiny[0]), "--corpus", str(beir / "corpus.jsonl"), *extra]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_evaluate_warns_when_the_model_folder_differs_from_its_index_entry(tiny, beir, tmp_path, capsys):
+    root = tmp_path / "dataset"
+    model = root / "base_model/neural_sparse_v1_model"
+    shutil.copytree(tiny[0], model)
+    record_artifact(UPath(root), "neural_sparse_v1_model", "base_model/neural_sparse_v1_model", "run-1")
+    assert main(evaluate_args(model, beir, tmp_path / "results.json")) == 0
+    assert f"warning: {model.resolve()}" not in capsys.readouterr().err
+    (model / "README.md").write_text("changed by hand")
+    assert main(evaluate_args(model, beir, tmp_path / "results.json")) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {model.resolve()} is not what {root.resolve() / 'metadata.json'} recorded for 'neural_sparse_v1_model'" in err
+    assert "accept base_model/neural_sparse_v1_model" in err

@@ -120,3 +120,64 @@ def test_console_script_and_a_corrupt_index(dataset):
     assert done.returncode == 2
     assert "metadata.json is not a valid metadata index" in done.stderr and "Traceback" not in done.stderr
     json.loads((dataset / "base_model/documents.json").read_text())  # artifacts untouched
+
+
+def test_a_file_url_root_is_summarised_as_its_plain_path(dataset, capsys):
+    assert DatasetManager(f"file://{dataset}").artifacts() == DatasetManager(dataset).artifacts()
+    assert main(["--dataset", f"file://{dataset}", "summary"]) == 0
+    assert "| base_model | documents.json | documents |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", [["summary"], ["check", "base_model/documents.json"]])
+def test_summary_and_check_fail_on_a_root_that_is_missing_or_a_file(tmp_path, capsys, verb):
+    assert main(["--dataset", str(tmp_path / "nowhere"), *verb]) == 2
+    assert f"dataset root {(tmp_path / 'nowhere').resolve()} does not exist" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["--dataset", str(tmp_path / "a_file"), *verb]) == 2
+    assert f"dataset root {(tmp_path / 'a_file').resolve()} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_lost_index_beside_artifacts_is_an_error_and_reindex_rebuilds_it(dataset, capsys):
+    atomic_write_json(UPath(dataset / "base_model/idf_statistics.pkl"), "pickled")
+    atomic_write_json(UPath(dataset / "base_model/idf.json"), {"학교": 1.5})  # idf_statistics' sidecar
+    (dataset / "base_model/notes.txt").write_text("the user's own")
+    (dataset / "metadata.json").unlink()
+    for verb in (["summary"], ["check", "base_model/documents.json"]):
+        assert main(["--dataset", str(dataset), *verb]) == 2
+        err = capsys.readouterr().err
+        assert "metadata.json is missing, but 6 artifacts are there" in err and "sparse-assets reindex" in err
+    assert main(["--dataset", str(dataset), "reindex"]) == 0
+    out = capsys.readouterr().out
+    assert "recorded base_model/documents.json as 'documents'" in out and "4 artifacts recorded" in out
+    assert "left untracked base_model/notes.txt" in out
+    index = read_index(UPath(dataset))
+    assert set(index) == {"documents", "enhanced_synonyms", "idf_statistics", "neural_sparse_v1_model"}
+    assert list(index["idf_statistics"]["sidecars"]) == ["base_model/idf.json"]
+    assert main(["--dataset", str(dataset), "summary"]) == 0
+    assert main(["--dataset", str(dataset), "reindex"]) == 2  # it never replaces an index
+    assert "reindex only builds a missing one" in capsys.readouterr().err
+
+
+def test_clear_deletes_nothing_when_the_index_is_corrupt(dataset, capsys):
+    (dataset / "metadata.json").write_text("{not json")
+    assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes"]) == 2
+    assert "metadata.json is not a valid metadata index" in capsys.readouterr().err
+    assert (dataset / "llm_generated/enhanced_synonyms.json").exists()
+
+
+def test_clearing_a_model_folder_by_its_own_path_removes_its_entry(dataset, capsys):
+    record_artifact(UPath(dataset), "neural_sparse_v1_model", "base_model/neural_sparse_v1_model", "run-1")
+    assert main(["--dataset", str(dataset), "clear", "base_model/neural_sparse_v1_model", "--yes"]) == 0
+    assert "(1 metadata entries removed)" in capsys.readouterr().out
+    assert set(read_index(UPath(dataset))) == {"documents", "enhanced_synonyms"}
+    assert main(["--dataset", str(dataset), "summary"]) == 0  # nothing reported missing
+
+
+def test_clear_refuses_while_a_run_holds_the_root_unless_forced(dataset, capsys):
+    atomic_write_json(UPath(dataset / ".writer.json"), {"run_id": "run-42", "host": "here", "time": "2025-01-01T00:00:00+00:00"})
+    assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert f"{dataset.resolve() / '.writer.json'} says run run-42" in err and "--force" in err
+    assert (dataset / "llm_generated/enhanced_synonyms.json").exists()
+    assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes", "--force"]) == 0
+    assert not (dataset / "llm_generated").exists()

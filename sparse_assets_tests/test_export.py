@@ -78,3 +78,51 @@ def test_export_needs_idf_json(tiny, tmp_path):
     (copy / "idf.json").unlink()
     with pytest.raises(SparseModelError, match="idf.json"):
         export_opensearch(copy, tmp_path / "out")
+
+
+def test_export_keeps_what_it_did_not_make_and_never_overwrites_another_export(tiny, tmp_path):
+    folder, *_ = tiny
+    out = tmp_path / "out"
+    (out / ".staging/sub").mkdir(parents=True)  # the user's own hidden folder, with a folder inside
+    (out / ".staging/notes.txt").write_text("mine")
+    v1 = export_opensearch(folder, out, name="v1")
+    assert (out / ".staging/notes.txt").read_text() == "mine" and (out / ".staging/sub").is_dir()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert set(before) == {
+        "v1-sparse_encoding.zip",
+        "v1-sparse_tokenize.zip",
+        "register_sparse_encoding.json",
+        "register_sparse_tokenize.json",
+    }
+    with pytest.raises(FileExistsError, match="register_sparse_encoding.json belongs to another export \\(v1-sparse_encoding\\).*--force"):
+        export_opensearch(folder, out, name="v2")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before and sorted(
+        p.name for p in out.iterdir() if p.is_dir()
+    ) == [".staging"]
+    assert (
+        export_opensearch(folder, out, name="v1")["SPARSE_TOKENIZE"]["sha256"] == v1["SPARSE_TOKENIZE"]["sha256"]
+    )  # the same export again
+    v1_zip = (out / "v1-sparse_encoding.zip").read_bytes()  # (traced again: TorchScript bytes differ run to run)
+    v2 = export_opensearch(folder, out, name="v2", force=True)
+    assert json.loads(Path(v2["SPARSE_ENCODING"]["json"]).read_text())["name"] == "v2-sparse_encoding"
+    assert (out / "v1-sparse_encoding.zip").read_bytes() == v1_zip
+
+
+def test_a_failed_export_leaves_its_folder_as_it_was(tiny, tmp_path, monkeypatch):
+    import sparse_assets.export
+
+    folder, *_ = tiny
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    def broken_trace(model, out_file, max_length=128):
+        raise RuntimeError("tracing failed")
+
+    monkeypatch.setattr(sparse_assets.export, "trace_document_encoder", broken_trace)
+    with pytest.raises(RuntimeError, match="tracing failed"):
+        export_opensearch(folder, out, name="ko")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    with pytest.raises(RuntimeError, match="tracing failed"):
+        export_opensearch(folder, tmp_path / "new/out", name="ko")
+    assert not (tmp_path / "new/out").exists()

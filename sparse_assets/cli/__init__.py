@@ -8,6 +8,7 @@ import sys
 from sparse_assets.cli.model_commands import add_model_commands
 from sparse_assets.environment import read_environment
 from sparse_assets.store.dataset_manager import DatasetManager
+from sparse_assets.store.storage import DatasetBusyError
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -27,14 +28,21 @@ def _accept(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    DatasetManager(args.dataset).reindex()
+    return 0
+
+
 def _clear(args: argparse.Namespace) -> int:
-    return 0 if DatasetManager(args.dataset).clear_subdirectory(args.subdir, confirm=args.yes) else 1
+    return 0 if DatasetManager(args.dataset).clear_subdirectory(args.subdir, confirm=args.yes, force=args.force) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-assets", description=__doc__)
     parser.add_argument(
-        "--dataset", default=read_environment().dataset_root, help="the dataset root (default: $SPARSE_ASSETS_DATASET, else ./dataset)"
+        "--dataset",
+        default=read_environment().dataset_root,
+        help="the dataset root, a folder or an fsspec URL such as s3://bucket/dataset (default: $SPARSE_ASSETS_DATASET, else ./dataset)",
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser(
@@ -48,9 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     accept.add_argument("path", metavar="SUBDIR/FILE", help="e.g. base_model/documents.json")
     accept.set_defaults(run=_accept)
+    verbs.add_parser(
+        "reindex", help="metadata.json is lost: record the artifacts there now (their hashes as they are) in a new one"
+    ).set_defaults(run=_reindex)
     clear = verbs.add_parser("clear", help="delete a subdirectory and its metadata entries")
     clear.add_argument("subdir", help="e.g. llm_generated")
     clear.add_argument("--yes", action="store_true", help="really delete (without it, nothing is deleted)")
+    clear.add_argument("--force", action="store_true", help="clear although .writer.json names a run (once that run has finished)")
     clear.set_defaults(run=_clear)
     add_model_commands(verbs)
     return parser
@@ -60,6 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:  # bad input, or a path that cannot be read or written
+    except (ValueError, OSError, DatasetBusyError) as error:  # bad input, a path that cannot be read or written, a root in use
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
     sparse-assets evaluate --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--bm25] [--model-idf] [--output results.json]
     sparse-assets search --model DIR --corpus corpus.jsonl "질문" [-k 10]
-    sparse-assets export --model DIR --out DIR [--corpus corpus.jsonl]
+    sparse-assets export --model DIR --out DIR [--corpus corpus.jsonl] [--force]
 
 A model moved to another corpus keeps its document weights (full vocabulary) and takes that corpus's
 statistics: `evaluate` and `search` re-fit the query-side IDF and the length pivot to `--corpus`
@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from sparse_assets.store.dataset_manager import index_mismatch
 
 
 class ModelCommandError(ValueError):
@@ -35,6 +37,8 @@ def _model_folder(path: Path) -> Path:
             f"{path}: no modules.json, so this is not a saved sparse model folder; give a folder written by "
             "the neural_sparse_v1_model / v2 asset (a plain masked-LM folder must be trained first)"
         )
+    if changed := index_mismatch(path):
+        print(f"warning: {changed}", file=sys.stderr)
     return path
 
 
@@ -104,6 +108,12 @@ def _search(args) -> int:
     )
     from sparse_assets.evaluation.retrieval import SparseIndex
 
+    if not args.query.strip():
+        raise ModelCommandError(
+            f'the query {args.query!r} is empty: give the text to search for, e.g. sparse-assets search ... "대한민국 애국가"'
+        )
+    if args.k < 1:
+        raise ModelCommandError(f"-k {args.k}: give how many documents to show, at least 1 (e.g. -k 10)")
     corpus = read_beir_corpus(args.corpus)
     model = with_corpus_statistics(load_sparse_encoder(_model_folder(args.model)), [document_text(d) for d in corpus])
     dmat = encode_documents(model, [document_text(d) for d in corpus])
@@ -136,7 +146,7 @@ def _export(args) -> int:
         from sparse_assets.encoder.sparse_model import document_text
 
         texts = [document_text(d) for d in read_beir_corpus(args.corpus)]
-    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name, corpus_texts=texts)
+    result = export_opensearch(_model_folder(args.model), Path(args.out), name=args.name, corpus_texts=texts, force=args.force)
     for function, info in result.items():
         print(f"{function}: {info['zip']} ({info['size']} bytes, sha256 {info['sha256']})\n  register body: {info['json']}")
     return 0
@@ -158,7 +168,7 @@ def add_model_commands(subparsers) -> None:
     se = subparsers.add_parser("search", help="rank a corpus for one query, with the matching terms")
     se.add_argument("--model", type=Path, required=True)
     se.add_argument("--corpus", type=Path, required=True)
-    se.add_argument("-k", type=int, default=10)
+    se.add_argument("-k", type=int, default=10, help="how many documents to show (at least 1; default 10)")
     se.add_argument("query")
     se.set_defaults(run=_search)
     ex = subparsers.add_parser("export", help="write the OpenSearch ML Commons packages")
@@ -168,4 +178,5 @@ def add_model_commands(subparsers) -> None:
     ex.add_argument(
         "--corpus", type=Path, default=None, help="corpus.jsonl of the target index: idf.json and length pivot are computed from it"
     )
+    ex.add_argument("--force", action="store_true", help="replace the register JSON another export left in --out")
     ex.set_defaults(run=_export)

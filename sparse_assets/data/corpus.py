@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from sparse_assets.bounds import Ge, Le, check_bounds
 from sparse_assets.data.korean import hangul_ratio, normalize_text
@@ -168,18 +168,31 @@ def _read_json(path: Path):
         return json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise CorpusError(f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from error
+    except (ValueError, RecursionError) as error:
+        raise CorpusError(f"{path} is not valid JSON ({_why_not_json(error)})") from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    records = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    return [value for _, value in _json_lines(path)]
+
+
+def _json_lines(path: Path, advice: str = "") -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-empty line of a JSONL file; a line that is not JSON raises
+    CorpusError naming the file and the line (then `advice`)."""
+    for number, line in enumerate(_read_text(path).lstrip("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"{path}, line {number}: not valid JSON ({error.msg})") from error
-    return records
+            yield number, json.loads(line)
+        except (ValueError, RecursionError) as error:
+            raise CorpusError(f"{path}, line {number}: not valid JSON ({_why_not_json(error)}){advice}") from None
+
+
+def _why_not_json(error: ValueError | RecursionError) -> str:
+    """What json.loads found wrong; a RecursionError is a value nested too deeply (e.g. 100,000 '[')."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply to read: thousands of '[' or '{' inside each other"
+    return error.msg if isinstance(error, json.JSONDecodeError) else str(error)
 
 
 def _read_parquet(path: Path) -> list[dict]:
@@ -269,15 +282,7 @@ def beir_files(folder: str | Path, source: str | None = None) -> tuple[Path, Pat
 
 def _beir_lines(path: Path, kind: str, shape: str) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-empty line of a BEIR JSONL file that has an `_id`."""
-    for number, line in enumerate(_read_text(path).lstrip("\ufeff").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CorpusError(
-                f"{path}, line {number}: not valid JSON ({error.msg}); a BEIR {kind} file has one {shape} object per line"
-            ) from None
+    for number, row in _json_lines(path, f"; a BEIR {kind} file has one {shape} object per line"):
         if not isinstance(row, dict) or row.get("_id") in (None, ""):
             raise CorpusError(f"{path}, line {number}: no '_id' field; BEIR {kind} lines look like {shape}")
         yield number, row
@@ -461,14 +466,23 @@ def _load_hub(source: str) -> RawCorpus:
 
 
 def _split_long(text: str, max_chars: int) -> list[str]:
-    """Cut a long text at whitespace into pieces of at most max_chars."""
+    """Cut a long normalised text (`normalize_text`) at whitespace into pieces of at most max_chars.
+    It walks an offset through the text and copies only the pieces, so the time is linear in the length."""
     pieces = []
-    while len(text) > max_chars:
-        cut = text.rfind(" ", 0, max_chars)
-        cut = cut if cut > max_chars // 2 else max_chars
-        pieces.append(text[:cut].strip())
-        text = text[cut:].strip()
-    return [*pieces, text] if text else pieces
+    start = 0
+    while len(text) - start > max_chars:
+        cut = text.rfind(" ", start, start + max_chars)
+        cut = cut if cut - start > max_chars // 2 else start + max_chars
+        pieces.append(text[start:cut].strip())
+        start = _skip_spaces(text, cut)
+    return [*pieces, text[start:]] if start < len(text) else pieces
+
+
+def _skip_spaces(text: str, start: int) -> int:
+    """The offset of the first character at or after `start` that is not whitespace."""
+    while start < len(text) and text[start].isspace():
+        start += 1
+    return start
 
 
 def clean_documents(documents: Iterable[Document], settings: CorpusFilter) -> tuple[list[Document], FilterReport]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -31,11 +32,12 @@ def normalize_text(text: str) -> str:
 
 
 def hangul_ratio(text: str) -> float:
-    """Share of letters (\\w characters, digits excluded) that are Hangul."""
-    letters = [c for c in text if _LETTER.match(c) and not c.isdigit()]
+    """Share of letters (\\w characters, digits excluded) that are Hangul. Each distinct character
+    is tested once (a text has a few thousand), not each of its millions of occurrences."""
+    letters = {c: n for c, n in Counter(text).items() if _LETTER.match(c) and not c.isdigit()}
     if not letters:
         return 0.0
-    return sum(1 for c in letters if _HANGUL.match(c)) / len(letters)
+    return sum(n for c, n in letters.items() if _HANGUL.match(c)) / sum(letters.values())
 
 
 def morphemes(texts: Sequence[str], content_only: bool = True) -> list[list[str]]:

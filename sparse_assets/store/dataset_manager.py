@@ -1,36 +1,89 @@
-"""DatasetManager: the seed notebooks' API over `dataset/`, kept for notebook users (no Dagster here)."""
+"""DatasetManager: the seed notebooks' API over `dataset/`, kept for notebook users (no Dagster here).
+
+The root is a `UPath`, as for the IO managers: a local folder or any fsspec URL (``file:///...``,
+``memory://...``, ``s3://...``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from pathlib import Path
+import json
+import os
+import posixpath
+from pathlib import Path, PurePosixPath
 
 from upath import UPath
+from upath.implementations.local import LocalPath
 
 from sparse_assets.environment import read_environment
-from sparse_assets.store.layout import METADATA_FILE, STORE_PATHS
-from sparse_assets.store.storage import content_hash, forget_artifacts, read_index, record_artifact
+from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, STORE_PATHS
+from sparse_assets.store.storage import (
+    WRITER_FILE,
+    CorruptIndexError,
+    DatasetBusyError,
+    _index_lock,  # TODO(merge): drop with _forget_artifact below
+    atomic_write_json,
+    content_hash,
+    read_index,
+    record_artifact,
+)
 from sparse_assets.tables import markdown_table
 
 MODEL_FOLDER_MARKERS = ("config.json", "modules.json")  # transformers / sentence-transformers
 
+# Files an asset writes beside its artifact (the `WithSidecars` of its asset in sparse_assets/defs/assets/).
+# TODO(merge): belongs in layout.py beside ASSET_PATHS (storage.rebuild_index needs it too)
+SIDECAR_PATHS: dict[str, tuple[str, ...]] = {
+    "idf_statistics": ("base_model/idf.json",),
+    "performance_comparison": (
+        "enhanced_model/evaluation/performance_comparison.md",
+        "enhanced_model/evaluation/performance_comparison.png",
+    ),
+}
+REINDEX_RUN_ID = "rebuilt by sparse-assets reindex"
 
-def _is_model_folder(path: Path) -> bool:
+
+class MissingIndexError(ValueError):
+    """Artifacts are under the root but metadata.json is not: their content cannot be checked."""
+
+
+def _is_model_folder(path: UPath) -> bool:
     return path.is_dir() and any((path / marker).exists() for marker in MODEL_FOLDER_MARKERS)
+
+
+def shown(path: UPath) -> str:
+    """How a path is printed: a local one absolute (as given, `file://` or not), any other as its URL."""
+    return str(Path(os.fspath(path)).resolve()) if isinstance(path, LocalPath) else str(path)
 
 
 class DatasetManager:
     """Look at, check and clear the artifacts under `base_path` (what the IO managers wrote)."""
 
-    def __init__(self, base_path: str | Path | None = None):
-        """`base_path`: the dataset root, default the environment's (SPARSE_ASSETS_DATASET, else ./dataset)."""
-        self.base_path = Path(base_path if base_path is not None else read_environment().dataset_root)
+    def __init__(self, base_path: str | os.PathLike | None = None):
+        """`base_path`: the dataset root, a folder or an fsspec URL; default the environment's
+        (SPARSE_ASSETS_DATASET, else ./dataset)."""
+        self.base_path = UPath(base_path if base_path is not None else read_environment().dataset_root)
+
+    def _existing_root(self) -> UPath:
+        """The root, or an error saying it is not a folder."""
+        root = self.base_path
+        if root.is_file():
+            raise NotADirectoryError(f"dataset root {shown(root)} is a file, not a folder: give the dataset folder with --dataset")
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"dataset root {shown(root)} does not exist: give the dataset folder with --dataset "
+                "(or SPARSE_ASSETS_DATASET), or create it with `make run`"
+            )
+        return root
 
     def _index(self) -> dict[str, dict]:
-        """metadata.json's entries by relative path, sidecars (e.g. idf.json beside idf_statistics.pkl) included."""
+        """metadata.json's entries by relative path, sidecars (e.g. idf.json beside idf_statistics.pkl)
+        included. Artifacts without a metadata.json beside them are an error (MissingIndexError)."""
+        root = self._existing_root()
+        if not (root / METADATA_FILE).exists():
+            _require_no_artifacts(root)
         index = {}
-        for entry in read_index(UPath(self.base_path)).values():
+        for entry in read_index(root).values():
             index[entry["path"]] = entry
             for path, sha256 in entry.get("sidecars", {}).items():
                 index[path] = {"asset_key": entry["asset_key"], "path": path, "sha256": sha256}
@@ -43,56 +96,38 @@ class DatasetManager:
         Each artifact is read once."""
         index = self._index()
         rows = []
-        for relative in sorted(set(index) | set(self._on_disk())):
+        for relative in sorted(set(index) | set(artifacts_on_disk(self.base_path))):
             path = self.base_path / relative
-            entry = index.get(relative)
+            where = {"subdir": posixpath.dirname(relative), "name": posixpath.basename(relative)}
             if relative in STORE_PATHS.values():
                 files = [f for f in path.rglob("*") if f.is_file()]
                 rows.append(
                     {
-                        "subdir": str(Path(relative).parent),
-                        "name": Path(relative).name,
+                        **where,
                         "asset": f"(store, {len(files)} files)",
                         "bytes": sum(f.stat().st_size for f in files),
-                        "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds"),
+                        "modified": _modified(path),
                         "status": "kept",
                     }
                 )
                 continue
-            sha256, size = content_hash(UPath(path)) if path.exists() else (None, 0)
+            entry = index.get(relative)
+            sha256, size = content_hash(path) if path.exists() else (None, 0)
             rows.append(
                 {
-                    "subdir": str(Path(relative).parent),
-                    "name": Path(relative).name,
+                    **where,
                     "asset": entry["asset_key"] if entry else "",
                     "bytes": size,
-                    "modified": dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds") if path.exists() else "",
+                    "modified": _modified(path) if path.exists() else "",
                     "status": _status(sha256, entry),
                 }
             )
         return rows
 
-    def _on_disk(self) -> list[str]:
-        """Artifact paths: files and model folders (a folder holding a model's config.json or a
-        SparseEncoder's modules.json counts as one)."""
-        if not self.base_path.exists():
-            return []
-        found = []
-        for path in self.base_path.rglob("*"):
-            relative = path.relative_to(self.base_path)
-            hidden = any(part.startswith(".") for part in relative.parts)
-            inside_model = any(_is_model_folder(self.base_path / p) for p in list(relative.parents)[:-1])
-            inside_store = any(str(p) in STORE_PATHS.values() for p in list(relative.parents)[:-1])
-            if hidden or inside_model or inside_store or relative.name in (METADATA_FILE, "README.md"):
-                continue
-            if _is_model_folder(path) or str(relative) in STORE_PATHS.values() or (path.is_file() and len(relative.parts) > 1):
-                found.append(str(relative))
-        return found
-
     def print_summary(self) -> bool:
         """Print every artifact's row; True when none is missing or modified."""
         rows = self.artifacts()
-        print(f"dataset: {self.base_path.resolve()}")
+        print(f"dataset: {shown(self.base_path)}")
         print(
             markdown_table(rows, ["subdir", "name", "asset", "bytes", "modified", "status"])
             if rows
@@ -112,48 +147,184 @@ class DatasetManager:
         index = self._index()
         bad = []
         for subdir, name in dependencies:
-            relative = str(Path(subdir) / name)
+            relative = posixpath.join(subdir, name)
             path = self.base_path / relative
-            found = _status(content_hash(UPath(path))[0], index.get(relative)) if path.exists() else "missing"
+            found = _status(content_hash(path)[0], index.get(relative)) if path.exists() else "missing"
             if found in ("missing", "modified"):
                 bad.append(relative)
-                print(f"{found}: {path.resolve()}")
+                print(f"{found}: {shown(path)}")
         return not bad
 
     def accept(self, relative: str) -> dict:
         """Record the current content of the artifact at `relative` (e.g. base_model/documents.json) in
         metadata.json, for a file changed on purpose: the IO managers refuse to load a changed artifact
         until then. Returns its new entry."""
-        entry = next((e for e in read_index(UPath(self.base_path)).values() if e["path"] == relative), None)
+        entry = next((e for e in read_index(self.base_path).values() if e["path"] == relative), None)
         if entry is None:
-            raise FileNotFoundError(f"{relative} is not an artifact recorded in {(self.base_path / METADATA_FILE).resolve()}")
+            raise FileNotFoundError(f"{relative} is not an artifact recorded in {shown(self.base_path / METADATA_FILE)}")
         if not (self.base_path / relative).exists():
-            raise FileNotFoundError(f"{(self.base_path / relative).resolve()} does not exist: re-materialize {entry['asset_key']!r}")
-        accepted = record_artifact(UPath(self.base_path), entry["asset_key"], relative, "accepted by hand", list(entry.get("sidecars", {})))
-        print(f"accepted {(self.base_path / relative).resolve()} as {entry['asset_key']!r} (sha256 {accepted['sha256'][:12]}...)")
+            raise FileNotFoundError(f"{shown(self.base_path / relative)} does not exist: re-materialize {entry['asset_key']!r}")
+        accepted = record_artifact(self.base_path, entry["asset_key"], relative, "accepted by hand", list(entry.get("sidecars", {})))
+        print(f"accepted {shown(self.base_path / relative)} as {entry['asset_key']!r} (sha256 {accepted['sha256'][:12]}...)")
         return accepted
 
-    def clear_subdirectory(self, subdir: str, confirm: bool = False) -> bool:
-        """Delete `subdir` and its metadata.json entries; refuses (returns False) unless confirm=True.
-        A path outside the root, a file or a folder that does not exist is an error."""
-        root = self.base_path.resolve()
-        target = (self.base_path / subdir).resolve()
-        if target == root or root not in target.parents:
-            raise ValueError(f"{subdir!r} is not a subdirectory of {root}")
+    def reindex(self) -> list[dict]:
+        """Build a missing metadata.json from the artifacts there now (`rebuild_index`) and print what it
+        recorded and what it left untracked; an existing metadata.json is left alone (an error)."""
+        root = self._existing_root()
+        if (root / METADATA_FILE).exists():
+            raise FileExistsError(
+                f"{shown(root / METADATA_FILE)} exists: reindex only builds a missing one. For a file changed on "
+                "purpose use `sparse-assets accept SUBDIR/FILE`; to rebuild it all, move metadata.json away first"
+            )
+        entries = rebuild_index(root)
+        for entry in entries:
+            print(f"recorded {entry['path']} as {entry['asset_key']!r} (sha256 {entry['sha256'][:12]}...)")
+        recorded = {entry["path"] for entry in entries} | {path for entry in entries for path in entry.get("sidecars", {})}
+        for relative in sorted(set(artifacts_on_disk(root)) - recorded - set(STORE_PATHS.values())):
+            print(f"left untracked {relative}: it has no place in the dataset layout (sparse_assets/store/layout.py)")
+        print(f"{len(entries)} artifacts recorded in {shown(root / METADATA_FILE)}")
+        return entries
+
+    def clear_subdirectory(self, subdir: str, confirm: bool = False, force: bool = False) -> bool:
+        """Delete `subdir` (a folder, a model folder included) and its metadata.json entries; refuses
+        (returns False) unless confirm=True. A path outside the root, a file or a folder that does not
+        exist, a metadata.json that cannot be read, and a root a run holds (`.writer.json`, unless
+        force=True) are errors, raised before anything is deleted."""
+        relative = _relative_inside(self.base_path, subdir)
+        target = self.base_path / relative
         if target.is_file():
             raise ValueError(
-                f"{target} is a file, not a subdirectory: clear its folder ({target.parent.relative_to(root)}) and re-materialize"
+                f"{shown(target)} is a file, not a subdirectory: clear its folder ({posixpath.dirname(relative)}) and re-materialize"
             )
         if not target.is_dir():
-            present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-            raise FileNotFoundError(f"{target} does not exist: nothing to clear (subdirectories of {root}: {', '.join(present) or 'none'})")
+            present = (
+                sorted(p.name for p in self.base_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+                if self.base_path.is_dir()
+                else []
+            )
+            raise FileNotFoundError(
+                f"{shown(target)} does not exist: nothing to clear (subdirectories of {shown(self.base_path)}: {', '.join(present) or 'none'})"
+            )
+        read_index(self.base_path)  # a corrupt metadata.json raises here, before anything is deleted
+        if not force:
+            _refuse_while_held(self.base_path)
         if not confirm:
-            print(f"refusing to delete {target}: call clear_subdirectory({subdir!r}, confirm=True) (CLI: --yes)")
+            print(f"refusing to delete {shown(target)}: call clear_subdirectory({subdir!r}, confirm=True) (CLI: --yes)")
             return False
-        shutil.rmtree(target)
-        forgotten = forget_artifacts(UPath(self.base_path), subdir)
-        print(f"deleted {target} ({len(forgotten)} metadata entries removed)")
+        target.fs.rm(target.path, recursive=True)
+        forgotten = _forget_artifact(self.base_path, relative)
+        print(f"deleted {shown(target)} ({len(forgotten)} metadata entries removed)")
         return True
+
+
+def index_mismatch(path: Path) -> str | None:
+    """What is wrong when the local artifact at `path` (e.g. a model folder) lies in a dataset root
+    whose metadata.json records other content for it; None when it matches or is not recorded."""
+    path = Path(path).resolve()
+    root = next((folder for folder in path.parents if (folder / METADATA_FILE).is_file()), None)
+    if root is None:
+        return None
+    relative = path.relative_to(root).as_posix()
+    try:
+        entry = next((e for e in read_index(UPath(root)).values() if e["path"] == relative), None)
+    except CorruptIndexError as error:
+        return f"{path} cannot be checked against its dataset's index: {error}"
+    if entry is None or content_hash(UPath(path))[0] == entry["sha256"]:
+        return None
+    return (
+        f"{path} is not what {root / METADATA_FILE} recorded for {entry['asset_key']!r} (run {entry['run_id']}): it was "
+        f"changed since. Re-materialize {entry['asset_key']!r}, or if the change is on purpose: "
+        f"sparse-assets --dataset {root} accept {relative}"
+    )
+
+
+def artifacts_on_disk(root: UPath) -> list[str]:
+    """Artifact paths relative to `root`: files and model folders (a folder holding a model's
+    config.json or a SparseEncoder's modules.json counts as one), and the re-use stores."""
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.rglob("*"):
+        relative = PurePosixPath(str(path.relative_to(root)))
+        folders = [str(p) for p in list(relative.parents)[:-1]]
+        hidden = any(part.startswith(".") for part in relative.parts)
+        inside_model = any(_is_model_folder(root / p) for p in folders)
+        inside_store = any(p in STORE_PATHS.values() for p in folders)
+        if hidden or inside_model or inside_store or relative.name in (METADATA_FILE, "README.md"):
+            continue
+        if _is_model_folder(path) or str(relative) in STORE_PATHS.values() or (path.is_file() and len(relative.parts) > 1):
+            found.append(str(relative))
+    return found
+
+
+def rebuild_index(root: UPath) -> list[dict]:
+    """Record in metadata.json every artifact under `root` that has a place in the layout
+    (layout.ASSET_PATHS), with the sidecars written beside it; returns the entries.
+    TODO(merge): use storage.rebuild_index."""
+    keys = {path: key for key, path in ASSET_PATHS.items()}
+    return [
+        record_artifact(
+            root, keys[relative], relative, REINDEX_RUN_ID, [p for p in SIDECAR_PATHS.get(keys[relative], ()) if (root / p).exists()]
+        )
+        for relative in sorted(artifacts_on_disk(root))
+        if relative in keys
+    ]
+
+
+def _require_no_artifacts(root: UPath) -> None:
+    """Raise MissingIndexError when artifacts (not stores) are under `root`, which has no metadata.json.
+    TODO(merge): storage's rule "a missing index beside artifacts is an error"."""
+    found = sorted(set(artifacts_on_disk(root)) - set(STORE_PATHS.values()))
+    if found:
+        raise MissingIndexError(
+            f"{shown(root / METADATA_FILE)} is missing, but {len(found)} artifacts are there ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}): without it nothing can be checked. Run `sparse-assets reindex` to "
+            "record them as they are now, or re-materialize them"
+        )
+
+
+def _relative_inside(root: UPath, relative: str) -> str:
+    """`relative` normalised, or ValueError when it leaves `root` (absolute, '..', the root itself).
+    TODO(merge): use storage.inside_root."""
+    normal = posixpath.normpath(relative)
+    if posixpath.isabs(normal) or normal in (".", "..") or normal.startswith("../"):
+        raise ValueError(f"{relative!r} is not a subdirectory of {shown(root)}")
+    return normal
+
+
+def _refuse_while_held(root: UPath) -> None:
+    """Raise DatasetBusyError when a run's claim on `root` (`.writer.json`, storage.claim_dataset_root)
+    is there: without Dagster it cannot be told whether that run still runs."""
+    path = root / WRITER_FILE
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except ValueError:
+        holder = None  # torn by a crash: nobody holds it (as claim_dataset_root reads it)
+    if holder:
+        raise DatasetBusyError(
+            f"{shown(path)} says run {holder.get('run_id')} (host {holder.get('host')}, since {holder.get('time')}) reads "
+            f"and writes {shown(root)}: clearing under it would pull its artifacts away. Wait for that run to finish; "
+            "once it has finished (or is gone for good), clear with --force (Python: force=True)"
+        )
+
+
+def _forget_artifact(root: UPath, relative: str) -> list[str]:
+    """Drop the metadata.json entries of the artifact at `relative` and of everything under it (a
+    model folder cleared by its own path included); returns their keys.
+    TODO(merge): fold into storage.forget_artifacts, which drops only the entries under a folder."""
+    with _index_lock(root):
+        artifacts = read_index(root)
+        gone = [key for key, entry in artifacts.items() if entry["path"] == relative or entry["path"].startswith(relative + "/")]
+        for key in gone:
+            del artifacts[key]
+        if gone:
+            atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
+    return gone
+
+
+def _modified(path: UPath) -> str:
+    return dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
 
 
 def _status(sha256: str | None, entry: dict | None) -> str:
