@@ -181,3 +181,15 @@ def test_clear_refuses_while_a_run_holds_the_root_unless_forced(dataset, capsys)
     assert (dataset / "llm_generated/enhanced_synonyms.json").exists()
     assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes", "--force"]) == 0
     assert not (dataset / "llm_generated").exists()
+
+
+def test_reindex_replaces_an_unreadable_index_as_its_error_advises(tmp_path, capsys):
+    root = tmp_path / "dataset"
+    (root / "base_model").mkdir(parents=True)
+    (root / "base_model" / "documents.json").write_text('[{"id": "d1", "title": "가", "text": "나"}]')
+    record_artifact(UPath(root), "documents", "base_model/documents.json", "run-1")
+    (root / "metadata.json").write_text("{not json")
+    assert main(["--dataset", str(root), "summary"]) == 2
+    assert "sparse-assets reindex" in capsys.readouterr().err
+    assert main(["--dataset", str(root), "reindex"]) == 0
+    assert main(["--dataset", str(root), "summary"]) == 0

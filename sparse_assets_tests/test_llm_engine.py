@@ -104,3 +104,11 @@ def test_the_cpu_engine_leaves_a_core_that_another_process_keeps_busy():
     finally:
         neighbour.kill()
         neighbour.wait()
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_settings():
+    from sparse_assets.llm.backends import BackendError, check_prompt_lengths
+
+    check_prompt_lengths({"d1": 2000, "d2": 300}, max_model_len=2048, max_tokens=40)  # fits
+    with pytest.raises(BackendError, match=r"2 prompt\(s\).*'d2': 2100 tokens.*max_doc_chars.*max_model_len"):
+        check_prompt_lengths({"d1": 2009, "d2": 2100, "d3": 10}, max_model_len=2048, max_tokens=40)

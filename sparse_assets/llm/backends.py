@@ -72,6 +72,20 @@ def resolve_model_path(model: str, cache_dir: str | Path | None = None, log=prin
     return model
 
 
+def check_prompt_lengths(lengths: dict[str, int], max_model_len: int, max_tokens: int) -> None:
+    """Refuse, naming the settings to change, prompts that leave no room in the engine's context for
+    `max_tokens` more (vLLM would fail the whole batch with its own message)."""
+    room = max_model_len - max_tokens
+    too_long = {request_id: n for request_id, n in lengths.items() if n > room}
+    if too_long:
+        request_id, n = max(too_long.items(), key=lambda item: item[1])
+        raise BackendError(
+            f"{len(too_long)} prompt(s) are longer than the engine's context allows ({request_id!r}: {n} tokens + "
+            f"max_tokens {max_tokens} > max_model_len {max_model_len}): lower synthetic_qd_pairs' max_doc_chars, or raise "
+            f"the LLM resource's max_model_len"
+        )
+
+
 def free_cores(sample_s: float = 1.0) -> int:
     """Cores that other processes leave free (at least one): the CPU engine's thread count. Its threads
     meet at a barrier in every operation, so one thread on a core that another process also runs
@@ -129,6 +143,10 @@ class VLLMBackend:
         if not requests:
             return []
         params = self._sampling_params(sampling)
+        if all("prompt" in r for r in requests):
+            tokenizer = self.llm.get_tokenizer()
+            lengths = {r["id"]: len(tokenizer(r["prompt"]).input_ids) for r in requests}
+            check_prompt_lengths(lengths, self.engine.max_model_len, sampling.max_tokens)
         if all("messages" in r for r in requests):
             outputs = self.llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
         elif all("prompt" in r for r in requests):

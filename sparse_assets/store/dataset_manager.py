@@ -16,31 +16,20 @@ from upath import UPath
 from upath.implementations.local import LocalPath
 
 from sparse_assets.environment import read_environment
-from sparse_assets.store.layout import ASSET_PATHS, METADATA_FILE, STORE_PATHS
+from sparse_assets.store.layout import METADATA_FILE, STORE_PATHS
 from sparse_assets.store.storage import (
     WRITER_FILE,
     CorruptIndexError,
     DatasetBusyError,
-    _index_lock,  # TODO(merge): drop with _forget_artifact below
-    atomic_write_json,
     content_hash,
+    forget_artifacts,
     read_index,
+    rebuild_index,
     record_artifact,
 )
 from sparse_assets.tables import markdown_table
 
 MODEL_FOLDER_MARKERS = ("config.json", "modules.json")  # transformers / sentence-transformers
-
-# Files an asset writes beside its artifact (the `WithSidecars` of its asset in sparse_assets/defs/assets/).
-# TODO(merge): belongs in layout.py beside ASSET_PATHS (storage.rebuild_index needs it too)
-SIDECAR_PATHS: dict[str, tuple[str, ...]] = {
-    "idf_statistics": ("base_model/idf.json",),
-    "performance_comparison": (
-        "enhanced_model/evaluation/performance_comparison.md",
-        "enhanced_model/evaluation/performance_comparison.png",
-    ),
-}
-REINDEX_RUN_ID = "rebuilt by sparse-assets reindex"
 
 
 class MissingIndexError(ValueError):
@@ -169,10 +158,10 @@ class DatasetManager:
         return accepted
 
     def reindex(self) -> list[dict]:
-        """Build a missing metadata.json from the artifacts there now (`rebuild_index`) and print what it
-        recorded and what it left untracked; an existing metadata.json is left alone (an error)."""
+        """Build a missing or unreadable metadata.json from the artifacts there now (`rebuild_index`) and
+        print what it recorded and what it left untracked; a valid metadata.json is left alone (an error)."""
         root = self._existing_root()
-        if (root / METADATA_FILE).exists():
+        if (root / METADATA_FILE).exists() and _readable_index(root):
             raise FileExistsError(
                 f"{shown(root / METADATA_FILE)} exists: reindex only builds a missing one. For a file changed on "
                 "purpose use `sparse-assets accept SUBDIR/FILE`; to rebuild it all, move metadata.json away first"
@@ -213,7 +202,7 @@ class DatasetManager:
             print(f"refusing to delete {shown(target)}: call clear_subdirectory({subdir!r}, confirm=True) (CLI: --yes)")
             return False
         target.fs.rm(target.path, recursive=True)
-        forgotten = _forget_artifact(self.base_path, relative)
+        forgotten = forget_artifacts(self.base_path, relative)
         print(f"deleted {shown(target)} ({len(forgotten)} metadata entries removed)")
         return True
 
@@ -258,23 +247,9 @@ def artifacts_on_disk(root: UPath) -> list[str]:
     return found
 
 
-def rebuild_index(root: UPath) -> list[dict]:
-    """Record in metadata.json every artifact under `root` that has a place in the layout
-    (layout.ASSET_PATHS), with the sidecars written beside it; returns the entries.
-    TODO(merge): use storage.rebuild_index."""
-    keys = {path: key for key, path in ASSET_PATHS.items()}
-    return [
-        record_artifact(
-            root, keys[relative], relative, REINDEX_RUN_ID, [p for p in SIDECAR_PATHS.get(keys[relative], ()) if (root / p).exists()]
-        )
-        for relative in sorted(artifacts_on_disk(root))
-        if relative in keys
-    ]
-
-
 def _require_no_artifacts(root: UPath) -> None:
-    """Raise MissingIndexError when artifacts (not stores) are under `root`, which has no metadata.json.
-    TODO(merge): storage's rule "a missing index beside artifacts is an error"."""
+    """Raise MissingIndexError when artifacts (not stores) are under `root`, which has no metadata.json
+    (loading one such artifact is refused too: storage.UnrecordedArtifactError)."""
     found = sorted(set(artifacts_on_disk(root)) - set(STORE_PATHS.values()))
     if found:
         raise MissingIndexError(
@@ -285,8 +260,8 @@ def _require_no_artifacts(root: UPath) -> None:
 
 
 def _relative_inside(root: UPath, relative: str) -> str:
-    """`relative` normalised, or ValueError when it leaves `root` (absolute, '..', the root itself).
-    TODO(merge): use storage.inside_root."""
+    """`relative`, a path a user gave, normalised; ValueError when it leaves `root` (absolute, '..', the
+    root itself). (storage.inside_root does the same for paths read from metadata.json.)"""
     normal = posixpath.normpath(relative)
     if posixpath.isabs(normal) or normal in (".", "..") or normal.startswith("../"):
         raise ValueError(f"{relative!r} is not a subdirectory of {shown(root)}")
@@ -309,18 +284,12 @@ def _refuse_while_held(root: UPath) -> None:
         )
 
 
-def _forget_artifact(root: UPath, relative: str) -> list[str]:
-    """Drop the metadata.json entries of the artifact at `relative` and of everything under it (a
-    model folder cleared by its own path included); returns their keys.
-    TODO(merge): fold into storage.forget_artifacts, which drops only the entries under a folder."""
-    with _index_lock(root):
-        artifacts = read_index(root)
-        gone = [key for key, entry in artifacts.items() if entry["path"] == relative or entry["path"].startswith(relative + "/")]
-        for key in gone:
-            del artifacts[key]
-        if gone:
-            atomic_write_json(root / METADATA_FILE, {"artifacts": dict(sorted(artifacts.items()))})
-    return gone
+def _readable_index(root: UPath) -> bool:
+    try:
+        read_index(root)
+    except CorruptIndexError:
+        return False
+    return True
 
 
 def _modified(path: UPath) -> str:

@@ -20,7 +20,13 @@ ASSET_PATHS: dict[str, str] = {
 
 # Files an asset writes beside its artifact (`WithSidecars` in the IO managers), recorded in its entry:
 # what `storage.rebuild_index` looks for.
-SIDECAR_PATHS: dict[str, tuple[str, ...]] = {"idf_statistics": ("base_model/idf.json",)}
+SIDECAR_PATHS: dict[str, tuple[str, ...]] = {
+    "idf_statistics": ("base_model/idf.json",),
+    "performance_comparison": (
+        "enhanced_model/evaluation/performance_comparison.md",
+        "enhanced_model/evaluation/performance_comparison.png",
+    ),
+}
 
 # Content-addressed stores kept for re-use (not artifacts: no metadata.json entry, no asset of their own).
 STORE_PATHS: dict[str, str] = {

@@ -427,11 +427,13 @@ def rebuild_index(root: UPath) -> list[dict[str, Any]]:
     return list(entries.values())
 
 
-def forget_artifacts(root: UPath, subdir: str) -> list[str]:
-    """Drop the metadata.json entries of every artifact under `subdir`; returns their keys."""
+def forget_artifacts(root: UPath, relative: str) -> list[str]:
+    """Drop the metadata.json entries of the artifact at `relative` and of everything under it (a
+    folder, or a model folder by its own path); returns their keys."""
+    relative = relative.rstrip("/")
     with _index_lock(root):
         artifacts = read_index(root)
-        gone = [key for key, entry in artifacts.items() if entry["path"].startswith(subdir.rstrip("/") + "/")]
+        gone = [key for key, entry in artifacts.items() if entry["path"] == relative or entry["path"].startswith(relative + "/")]
         for key in gone:
             del artifacts[key]
         if gone:
