@@ -1,5 +1,5 @@
 """The morphology-aware query table (`sparse_assets.data.morph_idf`) against today's IDF table, the
-BM25 rows and BM25-Kiwi, on the dev sets' human questions (issue 26, step 1).
+BM25 rows and BM25-Kiwi, on the dev sets' human questions.
 
     nice -n 19 .venv/bin/python bench/bench_query_table.py [--sets korquad,msmarco]
 
@@ -245,7 +245,7 @@ def pick(results: dict) -> dict:
 def markdown(results: dict) -> str:
     names = list(results["sets"])
     lines = [
-        "# Morphology-aware query table (issue 26, step 1)",
+        "# Morphology-aware query table",
         "",
         f"`{results['command']}` — {results['finished']}, {results['seconds']:.0f} s, peak RSS {results['peak_rss_gb']} GB",
         "",
