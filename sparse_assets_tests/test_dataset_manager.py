@@ -183,6 +183,13 @@ def test_clear_refuses_while_a_run_holds_the_root_unless_forced(dataset, capsys)
     assert not (dataset / "llm_generated").exists()
 
 
+def test_clear_names_a_writer_file_of_another_shape_and_deletes_nothing(dataset, capsys):
+    (dataset / ".writer.json").write_text('["run-42"]')
+    assert main(["--dataset", str(dataset), "clear", "llm_generated", "--yes"]) == 2
+    assert f"{dataset / '.writer.json'} is not a writer claim" in capsys.readouterr().err
+    assert (dataset / "llm_generated/enhanced_synonyms.json").exists()
+
+
 def test_reindex_replaces_an_unreadable_index_as_its_error_advises(tmp_path, capsys):
     root = tmp_path / "dataset"
     (root / "base_model").mkdir(parents=True)

@@ -8,7 +8,7 @@ import sys
 from sparse_assets.cli.model_commands import add_model_commands
 from sparse_assets.environment import read_environment
 from sparse_assets.store.dataset_manager import DatasetManager
-from sparse_assets.store.storage import DatasetBusyError
+from sparse_assets.store.storage import DatasetBusyError, InvalidClaimError
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -72,6 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError, DatasetBusyError) as error:  # bad input, a path that cannot be read or written, a root in use
+    except (ValueError, OSError, DatasetBusyError, InvalidClaimError) as error:  # bad input, unreadable paths, a root in use
         print(f"error: {error}", file=sys.stderr)
         return 2

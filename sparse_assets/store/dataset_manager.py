@@ -7,7 +7,6 @@ The root is a `UPath`, as for the IO managers: a local folder or any fsspec URL 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import posixpath
 from pathlib import Path, PurePosixPath
@@ -23,6 +22,7 @@ from sparse_assets.store.storage import (
     DatasetBusyError,
     content_hash,
     forget_artifacts,
+    read_claim,
     read_index,
     rebuild_index,
     record_artifact,
@@ -269,18 +269,14 @@ def _relative_inside(root: UPath, relative: str) -> str:
 
 
 def _refuse_while_held(root: UPath) -> None:
-    """Raise DatasetBusyError when a run's claim on `root` (`.writer.json`, storage.claim_dataset_root)
-    is there: without Dagster it cannot be told whether that run still runs."""
-    path = root / WRITER_FILE
-    try:
-        holder = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    except ValueError:
-        holder = None  # torn by a crash: nobody holds it (as claim_dataset_root reads it)
+    """Raise DatasetBusyError when a run's claim on `root` (`.writer.json`, storage.read_claim) is there:
+    without Dagster it cannot be told whether that run still runs."""
+    holder = read_claim(root)
     if holder:
         raise DatasetBusyError(
-            f"{shown(path)} says run {holder.get('run_id')} (host {holder.get('host')}, since {holder.get('time')}) reads "
-            f"and writes {shown(root)}: clearing under it would pull its artifacts away. Wait for that run to finish; "
-            "once it has finished (or is gone for good), clear with --force (Python: force=True)"
+            f"{shown(root / WRITER_FILE)} says run {holder.run_id} (host {holder.host}, since {holder.time.isoformat()}) "
+            f"reads and writes {shown(root)}: clearing under it would pull its artifacts away. Wait for that run to "
+            "finish; once it has finished (or is gone for good), clear with --force (Python: force=True)"
         )
 
 
