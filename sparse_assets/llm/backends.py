@@ -47,6 +47,8 @@ class Backend(Protocol):
 
     def complete(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[Completion]: ...
 
+    def engine_stats(self) -> dict[str, float]: ...
+
     def close(self) -> None: ...
 
 
@@ -89,8 +91,8 @@ def check_prompt_lengths(lengths: dict[str, int], max_model_len: int, max_tokens
 def free_cores(sample_s: float = 1.0) -> int:
     """Cores that other processes leave free (at least one): the CPU engine's thread count. Its threads
     meet at a barrier in every operation, so one thread on a core that another process also runs
-    holds up the other: with one CPU-bound neighbour on two cores, one thread generated 3x faster
-    than two (bench/llm.md)."""
+    holds up the other: with one CPU-bound neighbour on two cores, 48 documents took 67 s with one
+    thread and 204 s with two (measured here with GNU OpenMP's default spinning)."""
     import psutil
 
     cores = os.cpu_count() or 1
@@ -143,14 +145,10 @@ class VLLMBackend:
         if not requests:
             return []
         params = self._sampling_params(sampling)
-        if all("prompt" in r for r in requests):
-            tokenizer = self.llm.get_tokenizer()
-            lengths = {r["id"]: len(tokenizer(r["prompt"]).input_ids) for r in requests}
-            check_prompt_lengths(lengths, self.engine.max_model_len, sampling.max_tokens)
         if all("messages" in r for r in requests):
             outputs = self.llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
         elif all("prompt" in r for r in requests):
-            outputs = self.llm.generate([r["prompt"] for r in requests], params, use_tqdm=False)
+            outputs = self.llm.generate(self._token_prompts(requests, sampling), params, use_tqdm=False)
         else:
             raise BackendError("a batch mixes chat and completion requests")
         return [
@@ -163,6 +161,16 @@ class VLLMBackend:
             }
             for r, out in zip(requests, outputs)
         ]
+
+    def _token_prompts(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[dict]:
+        """The prompts as the engine's tokens (tokenized once, here), each checked to leave room for
+        `max_tokens` in the context (`check_prompt_lengths`)."""
+        tokenizer = self.llm.get_tokenizer()
+        token_ids = {r["id"]: tokenizer(r["prompt"]).input_ids for r in requests}
+        check_prompt_lengths(
+            {request_id: len(ids) for request_id, ids in token_ids.items()}, self.engine.max_model_len, sampling.max_tokens
+        )
+        return [{"prompt_token_ids": token_ids[r["id"]]} for r in requests]
 
     def engine_stats(self) -> dict[str, float]:
         """The engine's own counters since start (vLLM's metrics; empty when it keeps none):
@@ -296,6 +304,9 @@ class OpenAIBackend:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
             return list(pool.map(lambda r: self._one(r, sampling), requests))
+
+    def engine_stats(self) -> dict[str, float]:
+        return {}  # a server's counters are its own
 
     def close(self) -> None:
         pass

@@ -155,7 +155,7 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
                     f"{completion_tokens / max(elapsed, 1e-9):.1f} tokens/s"
                 )
                 write_json_atomic(progress_file, {"done": done, "total": total, "elapsed_s": round(elapsed, 2)})
-        counters = getattr(backend, "engine_stats", dict)()
+        counters = backend.engine_stats()
     finally:
         backend.close()
     generation_s = time.perf_counter() - t_gen
