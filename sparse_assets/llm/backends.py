@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from sparse_assets.llm.korean_output import korean_output_tokens, register_head
 from sparse_assets.llm.settings import OFFLINE_MODEL, EngineSettings, SamplingSettings
 
 Request = dict[str, Any]
@@ -110,6 +111,7 @@ class VLLMBackend:
         self.cache_dir = cache_dir
         self.model_name = engine.model
         self.llm = None
+        self._vocabulary: list[str] | None = None  # the tokenizer's pieces by id, read on first use
 
     def start(self) -> None:
         os.environ.update(self.engine.env)
@@ -120,9 +122,11 @@ class VLLMBackend:
         model_path = resolve_model_path(self.engine.model, self.cache_dir, log=self.log)
         from vllm import LLM
 
+        if self.engine.korean_head:
+            register_head()
         self.llm = LLM(**self.engine.llm_kwargs(model_path))
 
-    def _sampling_params(self, sampling: SamplingSettings):
+    def _sampling_params(self, sampling: SamplingSettings, allowed_token_ids: list[int] | None = None):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -137,6 +141,7 @@ class VLLMBackend:
             include_stop_str_in_output=bool(sampling.stop_kept),
             seed=sampling.seed,
             structured_outputs=structured,
+            allowed_token_ids=allowed_token_ids,
         )
 
     def complete(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[Completion]:
@@ -144,11 +149,12 @@ class VLLMBackend:
             raise BackendError("VLLMBackend.complete() before start()")
         if not requests:
             return []
-        params = self._sampling_params(sampling)
         if all("messages" in r for r in requests):
-            outputs = self.llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
+            outputs = self.llm.chat([r["messages"] for r in requests], self._restrict_output(sampling, []), use_tqdm=False)
         elif all("prompt" in r for r in requests):
-            outputs = self.llm.generate(self._token_prompts(requests, sampling), params, use_tqdm=False)
+            prompts = self._token_prompts(requests, sampling)
+            params = self._restrict_output(sampling, [p["prompt_token_ids"] for p in prompts])
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
         else:
             raise BackendError("a batch mixes chat and completion requests")
         return [
@@ -161,6 +167,21 @@ class VLLMBackend:
             }
             for r, out in zip(requests, outputs)
         ]
+
+    def _restrict_output(self, sampling: SamplingSettings, prompts: list[list[int]]):
+        """The batch's sampling parameters. A `korean_output` batch samples among `korean_output_tokens`:
+        through the engine's Korean head when it has one (the same distribution, computed for those tokens
+        only), else through vLLM's `allowed_token_ids`. A Korean head computes every token for other batches."""
+        allowed = None
+        if sampling.korean_output:
+            if self._vocabulary is None:
+                tokenizer = self.llm.get_tokenizer()
+                self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            allowed = korean_output_tokens(self._vocabulary, self.llm.get_tokenizer().all_special_ids, prompts)
+        if self.engine.korean_head:
+            self.llm.apply_model(lambda model: model.keep_output_tokens(allowed))
+            allowed = None
+        return self._sampling_params(sampling, allowed)
 
     def _token_prompts(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[dict]:
         """The prompts as the engine's tokens (tokenized once, here), each checked to leave room for

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from sparse_assets.llm.korean_output import HEAD_ARCHITECTURE
+
 PRODUCTION_MODEL = "Qwen/Qwen3-30B-A3B-Thinking-2507-FP8"
 OFFLINE_MODEL = "gemma-3-270m"  # converted from the PyPI package on first use (llm/gemma.py)
 
@@ -60,6 +62,8 @@ class SamplingSettings:
     stop_kept: tuple[str, ...] = ()
     seed: int | None = None  # per-request seed (GPU only; the CPU engine uses the engine seed)
     json_schema: dict[str, Any] | None = None  # structured output (JSON) when the style asks for it
+    # sample among Korean, letterless and prompt tokens only (llm/korean_output.py; vLLM backends only)
+    korean_output: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,6 +98,8 @@ class EngineSettings:
     seed: int = 0
     distributed_executor_backend: str | None = None  # "uni": the model runs in the engine's process
     batch_size: int = 64  # prompts per generate() call: progress is reported between batches
+    # Gemma 3 with an output head that computes only the tokens a `korean_output` request may use
+    korean_head: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
     def llm_kwargs(self, model_path: str | None = None) -> dict[str, Any]:
@@ -122,6 +128,8 @@ class EngineSettings:
             kwargs["compilation_config"] = {"mode": self.compilation_mode}
         if self.reasoning_parser:
             kwargs["reasoning_parser"] = self.reasoning_parser
+        if self.korean_head:
+            kwargs["hf_overrides"] = {"architectures": [HEAD_ARCHITECTURE]}
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +245,8 @@ def engine_settings(
             distributed_executor_backend="uni" if (tensor_parallel_size or 1) == 1 else None,
             tensor_parallel_size=tensor_parallel_size or 1,
             batch_size=batch_size or 64,
+            # the offline Gemma writes Korean questions: logits for the tokens they may use only
+            korean_head=model == OFFLINE_MODEL,
         )
     if machine in ("aarch64", "arm64"):
         env.update(AARCH64_ENV)
@@ -260,7 +270,8 @@ def sampling_settings(
     if engine.prompt_style == "fewshot":
         # top-k without top-p: vLLM's CPU sampler sorts the whole 262k-token vocabulary of every
         # sequence at every step for top-p (a third of the decode time measured here), not for top-k.
-        # A question ends at its "?" (kept), anything else at the line's end: no rambling past it.
+        # A question ends at its "?" (kept), anything else at the line's end: no rambling past it. It is
+        # written with Korean, letterless and its prompt's tokens (korean_output).
         return SamplingSettings(
             n=n,
             temperature=0.7 if temperature is None else temperature,
@@ -269,6 +280,7 @@ def sampling_settings(
             max_tokens=max_tokens or 40,
             stop=("\n",),
             stop_kept=("?",),
+            korean_output=True,
         )
     thinking = is_thinking_model(engine.model)
     return SamplingSettings(
