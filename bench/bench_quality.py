@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from graph_bench.dev_sets import CORPUS_SOURCES
 
+HELD_OUT = 2000  # the seeded sample of each set's human questions that this benchmark reports
 # dense weight of the teacher row, per set (the best mix measured on each set; training uses the default)
 TEACHER_ROW_WEIGHTS = {"korquad": 0.5, "msmarco": 0.7}
 CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min-max mixed
@@ -49,6 +50,15 @@ def load_set(name: str) -> tuple[list[dict], list[dict], list]:
 
     loaded = read_corpus([CORPUS_SOURCES[name]], CorpusFilter())
     return loaded.documents, [dict(q) for q in loaded.queries], loaded.raw.questions
+
+
+def held_out_split(queries: list[dict], held_out: int = HELD_OUT) -> tuple[list[dict], list[dict]]:
+    """(held-out, tuning): the set's human questions shuffled with random.Random(7), the first
+    `held_out` of them the sample this benchmark reports, the rest the tuning questions that settings
+    may be picked on."""
+    queries = list(queries)
+    random.Random(7).shuffle(queries)
+    return queries[:held_out], queries[held_out:]
 
 
 def sentence_split(questions, sampled_ids: set[str]) -> tuple[list[dict], list[dict]]:
@@ -214,7 +224,7 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="korquad,msmarco", help="comma-separated: korquad, msmarco")
-    ap.add_argument("--questions", type=int, default=2000, help="seeded sample of each set's human questions (0 = all)")
+    ap.add_argument("--questions", type=int, default=HELD_OUT, help="seeded sample of each set's human questions (0 = all)")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: SparseTrainingSettings)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
@@ -237,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         documents, queries, questions = load_set(name)
         total = len(queries)
         if args.questions:
-            random.Random(7).shuffle(queries)
-            queries = queries[: args.questions]
+            queries, _ = held_out_split(queries, args.questions)
         data[name] = (documents, queries)
         models[name] = args.cache / f"v1_{name}"
         training = train_v1(name, documents, args.steps, base, args.cache, models[name])

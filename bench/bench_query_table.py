@@ -3,7 +3,7 @@ BM25 rows and BM25-Kiwi, on the dev sets' human questions.
 
     nice -n 19 .venv/bin/python bench/bench_query_table.py [--sets korquad,msmarco]
 
-Questions: bench_quality.py's split. Each set's human questions shuffled with random.Random(7); the
+Questions: bench_quality.py's split (`held_out_split`). Each set's human questions shuffled with random.Random(7); the
 first 2,000 are the held-out sample bench_quality.py reports, the rest are the tuning questions. The
 table variant is picked on the tuning questions only (mean NDCG@10 over the sets) and reported on the
 held-out ones. NDCG@10 by ir-measures (`retrieval.per_query_metrics`).
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import sys
 import time
@@ -45,20 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-HELD_OUT = 2000  # bench_quality.py's --questions default: its seeded sample is the held-out split
 K1, B = 1.5, 0.75  # bm25s' defaults (method "lucene"), as KiwiBM25 indexes
 SHARES = ("fraction", "whole", "separate")
 IDFS = ("all", "content")
 POWERS = (0.5, 1.0, 2.0)
 NO_COPULA = ("VCP", "VCN", "VX")
 DOC_SIDES = ("binary", "bm25_all", "bm25_content")
-
-
-def split(queries: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(held-out, tuning): bench_quality.py's seeded shuffle, its sample first."""
-    queries = list(queries)
-    random.Random(7).shuffle(queries)
-    return queries[:HELD_OUT], queries[HELD_OUT:]
 
 
 def content_text(morphemes) -> str:
@@ -130,7 +121,7 @@ def split_scores(per_query: dict, held_out: list[dict], tuning: list[dict]) -> d
 
 
 def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
-    from bench_quality import load_set
+    from bench_quality import held_out_split, load_set
 
     from sparse_assets.data import morph_idf
     from sparse_assets.data.idf import TrendSettings, compute_idf
@@ -146,7 +137,7 @@ def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
 
     t0 = time.perf_counter()
     documents, queries, _ = load_set(name)
-    held_out, tuning = split(queries)
+    held_out, tuning = held_out_split(queries)
     queries = held_out + tuning
     qrels = qrels_from_queries(queries)
     doc_ids, texts = [d["id"] for d in documents], [document_text(d) for d in documents]

@@ -29,7 +29,7 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     assert all(check.passed for check in first_run.get_asset_check_evaluations())
     report = json.loads((pipeline.root / "enhanced_model/evaluation/performance_comparison.json").read_text())
     systems = {row["system"]: row for row in report["rows"]}
-    assert set(systems) == {"bm25", "idf_only", "v1", "v2", "v2_without_llm"}
+    assert set(systems) == {"bm25", "idf_only", "v1", "v2", "v2_without_llm", "hybrid_bm25_v2"}
     eval_queries = json.loads((pipeline.root / "base_model/eval_queries.json").read_text())
     assert report["queries"] == len(eval_queries) and report["human_questions"] is True
     for row in systems.values():
@@ -40,7 +40,13 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     assert difference["mean_difference"] == pytest.approx(systems["v2"]["ndcg@10"] - systems["v1"]["ndcg@10"], abs=1e-9)
     table = (pipeline.root / "enhanced_model/evaluation/performance_comparison.md").read_text()
     assert "| v2 |" in table and "paired bootstrap" in table
-    assert set(report["differences"]) >= {"v2 - v1", "v1 - BM25-Kiwi", "v2 - v2 without LLM data (what the LLM's pairs add)"}
+    assert set(report["differences"]) >= {
+        "v2 - v1",
+        "v1 - BM25-Kiwi",
+        "v2 - v2 without LLM data (what the LLM's pairs add)",
+        "hybrid BM25-Kiwi + v2 - BM25-Kiwi",
+        "hybrid BM25-Kiwi + v2 - v2",
+    }
     ablation = report["differences"]["v2 - v2 without LLM data (what the LLM's pairs add)"]
     assert ablation["mean_difference"] == pytest.approx(systems["v2"]["ndcg@10"] - systems["v2_without_llm"]["ndcg@10"], abs=1e-9)
     v2_config = json.loads((pipeline.root / "enhanced_model/neural_sparse_v2_model/training_report.json").read_text())["config"]

@@ -50,6 +50,9 @@ def paired_bootstrap(
     }
 
 
+# the row of BM25-Kiwi + v2 fused as OpenSearch's hybrid search does (sparse_assets.evaluation.hybrid)
+HYBRID = "hybrid_bm25_v2"
+
 # (label, candidate system, baseline system): the differences the comparison reports, when both ran
 DIFFERENCES = (
     ("v1 - BM25-Kiwi", "v1", "bm25"),
@@ -57,6 +60,8 @@ DIFFERENCES = (
     ("v1 - IDF-only", "v1", "idf_only"),
     ("v2 - v1", "v2", "v1"),
     ("v2 - v2 without LLM data (what the LLM's pairs add)", "v2", "v2_without_llm"),
+    ("hybrid BM25-Kiwi + v2 - BM25-Kiwi", HYBRID, "bm25"),
+    ("hybrid BM25-Kiwi + v2 - v2", HYBRID, "v2"),
 )
 
 

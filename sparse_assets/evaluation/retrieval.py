@@ -3,7 +3,8 @@
 - `SparseIndex`: an inverted index (scipy CSC: one posting column per vocabulary term) over document
   vectors; `search` scores each query vector term at a time (as BM25 engines do) and returns the top k.
 - Systems: a trained model folder (its own query side: IDF bag or SPLADE), the IDF-only baseline
-  (binary bag of the document's subword tokens, query = IDF weights), BM25 over Kiwi morphemes.
+  (binary bag of the document's subword tokens, query = IDF weights), BM25 over Kiwi morphemes, and
+  hybrids of BM25 with a model (OpenSearch's min-max + weighted arithmetic mean, `hybrid`).
 - Metrics with ir-measures: NDCG@10, RR@10 (MRR@10), R@10, R@100; plus FLOPS (expected number of
   multiplications per query-document pair, the SPLADE paper's sum_v p_q(v) p_d(v)), mean active
   dimensions of queries and documents, and query latency.
@@ -19,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sparse_assets.data.records import Document
+from sparse_assets.evaluation.hybrid import Hits, HybridSettings, hybrid_run
 
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@10": "R@10", "recall@100": "R@100"}
 
@@ -123,13 +125,17 @@ def _timed_search(index: SparseIndex, qmat, k: int) -> tuple[list, float]:
     return hits, (time.perf_counter() - t)
 
 
-def _row(system: str, qrels, ids, hits, qmat, dmat, seconds_encode: float, seconds_search: float) -> dict:
-    run = dict(zip(ids, hits))
+def _run(queries: Sequence[Mapping], hits: Sequence[Hits]) -> dict[str, Hits]:
+    """{query id: its hits}."""
+    return dict(zip([q["id"] for q in queries], hits))
+
+
+def _row(system: str, qrels, run: Mapping[str, Hits], qmat, dmat, seconds_encode: float, seconds_search: float) -> dict:
     per_query = per_query_metrics(qrels, run)
     n_queries = max(len(qrels), 1)
     row = {"system": system, **{name: float(sum(values.values()) / n_queries) for name, values in per_query.items()}}
     row["per_query_ndcg@10"] = per_query["ndcg@10"]
-    n = max(len(ids), 1)
+    n = max(len(run), 1)
     row.update(
         {
             "flops": flops(qmat, dmat) if qmat is not None else None,
@@ -137,7 +143,7 @@ def _row(system: str, qrels, ids, hits, qmat, dmat, seconds_encode: float, secon
             "doc_active_dims": mean_active_dims(dmat) if dmat is not None else None,
             "zero_doc_share": zero_share(dmat) if dmat is not None else None,
             "query_latency_ms": 1000.0 * (seconds_encode + seconds_search) / n,
-            "queries": len(ids),
+            "queries": len(run),
         }
     )
     return row
@@ -146,13 +152,17 @@ def _row(system: str, qrels, ids, hits, qmat, dmat, seconds_encode: float, secon
 def bm25_system(
     doc_ids: Sequence[str], doc_texts: Sequence[str], queries: Sequence[Mapping], qrels, k: int = 100, content_only: bool = True
 ) -> dict:
+    return _bm25_row_and_run(doc_ids, doc_texts, queries, qrels, k, content_only)[0]
+
+
+def _bm25_row_and_run(doc_ids, doc_texts, queries, qrels, k: int, content_only: bool = True) -> tuple[dict, dict]:
     from sparse_assets.evaluation.bm25 import KiwiBM25
 
     index = KiwiBM25(doc_ids, doc_texts, content_only=content_only)
     t = time.perf_counter()
-    hits = index.search([q["query"] for q in queries], k=k)
+    run = _run(queries, index.search([q["query"] for q in queries], k=k))
     seconds = time.perf_counter() - t
-    return _row("bm25" if content_only else "bm25_all_morphemes", qrels, [q["id"] for q in queries], hits, None, None, 0.0, seconds)
+    return _row("bm25" if content_only else "bm25_all_morphemes", qrels, run, None, None, 0.0, seconds), run
 
 
 def idf_only_matrices(tokenizer, weights: np.ndarray, doc_texts: Sequence[str], queries: Sequence[str]):
@@ -190,7 +200,7 @@ def evaluation_vocabulary(tokenizer, doc_texts: Sequence[str], query_matrix) -> 
 def evaluate_matrices(doc_ids: Sequence[str], queries: Sequence[Mapping], dmat, qmat, k: int = 100) -> dict:
     """The metric row of document and query vectors already computed (no timing)."""
     hits = SparseIndex(doc_ids, dmat).search(qmat, k=k)
-    return _row("model", qrels_from_queries(queries), [q["id"] for q in queries], hits, qmat, dmat, 0.0, 0.0)
+    return _row("model", qrels_from_queries(queries), _run(queries, hits), qmat, dmat, 0.0, 0.0)
 
 
 def evaluate_systems(
@@ -201,26 +211,42 @@ def evaluate_systems(
     idf_only: tuple | None = None,
     max_length: int | None = None,
     k: int = 100,
+    hybrids: Mapping[str, tuple[str, HybridSettings]] | None = None,
 ) -> list[dict]:
     """Rows {"system", "ndcg@10", "mrr@10", "recall@10", "recall@100", "flops", "query_active_dims",
     "doc_active_dims", "zero_doc_share", "query_latency_ms", "queries"} for BM25-Kiwi, the IDF-only
-    baseline (`idf_only`: (tokenizer, vocabulary-sized IDF weights)) and each named model folder.
+    baseline (`idf_only`: (tokenizer, vocabulary-sized IDF weights)), each named model folder and each
+    hybrid (`hybrids`: row name -> (the model fused with BM25-Kiwi, the fusion's settings), `hybrid.fuse`).
     `queries` are EvalQuery-like records {id, query, positive_id, relevant?}."""
     from sparse_assets.encoder.sparse_model import document_text
 
     qrels = qrels_from_queries(queries)
     doc_ids = [d["id"] for d in documents]
     texts = [document_text(d) for d in documents]
-    rows = []
+    if hybrids and not bm25:
+        raise ValueError("a hybrid fuses BM25-Kiwi with a model: evaluate it with bm25=True")
+    rows, runs = {}, {}
     if bm25:
-        rows.append(bm25_system(doc_ids, texts, queries, qrels, k=k))
+        rows["bm25"], runs["bm25"] = _bm25_row_and_run(doc_ids, texts, queries, qrels, k)
     if idf_only is not None:
-        rows.append(idf_only_system(*idf_only, doc_ids, texts, queries, qrels, k=k))
+        rows["idf_only"] = idf_only_system(*idf_only, doc_ids, texts, queries, qrels, k=k)
     for name, folder in (models or {}).items():
-        row = model_system(folder, doc_ids, texts, queries, qrels, max_length=max_length, k=k)
-        row["system"] = name
-        rows.append(row)
-    return rows
+        rows[name], runs[name] = _model_row_and_run(folder, doc_ids, texts, queries, qrels, max_length, k)
+        rows[name]["system"] = name
+    for name, (model, settings) in (hybrids or {}).items():
+        searches_ms = rows["bm25"]["query_latency_ms"] + rows[model]["query_latency_ms"]
+        rows[name] = _hybrid_row(name, qrels, runs["bm25"], runs[model], settings, k, searches_ms)
+    return list(rows.values())
+
+
+def _hybrid_row(name: str, qrels, bm25_run, sparse_run, settings: HybridSettings, k: int, searches_ms: float) -> dict:
+    """The row of BM25 and a sparse model fused per query (`hybrid.hybrid_run`). Its latency is the two
+    searches' (`searches_ms`: a hybrid query runs both) and the fusion's."""
+    t = time.perf_counter()
+    run = hybrid_run(bm25_run, sparse_run, settings, k)
+    row = _row(name, qrels, run, None, None, 0.0, time.perf_counter() - t)
+    row["query_latency_ms"] += searches_ms
+    return row
 
 
 def model_idf(folder: Path, texts: Sequence[str] | None = None) -> tuple:
@@ -240,7 +266,7 @@ def idf_only_system(tokenizer, weights: np.ndarray, doc_ids, texts, queries, qre
     enc = time.perf_counter() - t
     index = SparseIndex(doc_ids, dmat)
     hits, seconds = _timed_search(index, qmat, k)
-    return _row("idf_only", qrels, [q["id"] for q in queries], hits, qmat, dmat, enc, seconds)
+    return _row("idf_only", qrels, _run(queries, hits), qmat, dmat, enc, seconds)
 
 
 def model_system(
@@ -250,6 +276,12 @@ def model_system(
     are computed over the evaluation vocabulary (exact scores; active dimensions are counted over the
     tokens of the corpus and the queries). `corpus_statistics`: query IDF and length pivot re-fitted
     to `texts` (a model moved to another corpus, see `with_corpus_statistics`)."""
+    return _model_row_and_run(folder, doc_ids, texts, queries, qrels, max_length, k, model, corpus_statistics)[0]
+
+
+def _model_row_and_run(
+    folder: Path, doc_ids, texts, queries, qrels, max_length: int | None, k: int, model=None, corpus_statistics: bool = False
+) -> tuple[dict, dict]:
     from sparse_assets.encoder.sparse_model import (
         encode_documents,
         encode_queries,
@@ -267,7 +299,8 @@ def model_system(
     dmat = encode_documents(model, texts, max_length=max_length, vocabulary=evaluation_vocabulary(model_tokenizer(model), texts, qmat))
     index = SparseIndex(doc_ids, dmat)
     hits, seconds = _timed_search(index, qmat, k)
-    return _row("model", qrels, [q["id"] for q in queries], hits, qmat, dmat, enc, seconds)
+    run = _run(queries, hits)
+    return _row("model", qrels, run, qmat, dmat, enc, seconds), run
 
 
 # ----------------------------------------------------------------------------- model-quality checks (pure)

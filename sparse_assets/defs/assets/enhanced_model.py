@@ -11,13 +11,14 @@ import dagster as dg
 from sparse_assets.bounds import Ge, Gt, Le, Lt
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.base_model import TeacherConfig, teacher_for_pairs
-from sparse_assets.defs.assets.settings_config import SettingsConfig
+from sparse_assets.defs.assets.settings_config import config_from_settings, settings_from_config
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
 from sparse_assets.defs.io_managers import WithSidecars
 from sparse_assets.defs.names import ENHANCED_GROUP
 from sparse_assets.defs.resources import BaseEncoder, DenseVectorStore
 from sparse_assets.encoder.sparse_model import idf_vector
 from sparse_assets.evaluation import comparison, retrieval
+from sparse_assets.evaluation.hybrid import HybridSettings
 from sparse_assets.training import pairs
 from sparse_assets.training.teacher import teacher_lookup
 
@@ -141,10 +142,14 @@ def neural_sparse_v2_without_llm_model(
     )
 
 
-class ComparisonConfig(SettingsConfig):
-    bootstrap_samples: Annotated[int, Ge(100)] = 2000
-    confidence: Annotated[float, Gt(0.5), Lt(1)] = 0.95
-    seed: Annotated[int, Ge(0)] = 13
+ComparisonConfig = config_from_settings(
+    "ComparisonConfig",
+    HybridSettings,
+    "The paired bootstrap's settings, and the weight of v2 in the BM25-Kiwi + v2 hybrid (sparse_assets.evaluation.hybrid.HybridSettings).",
+    bootstrap_samples=(Annotated[int, Ge(100)], 2000),
+    confidence=(Annotated[float, Gt(0.5), Lt(1)], 0.95),
+    seed=(Annotated[int, Ge(0)], 13),
+)
 
 
 @dg.asset(group_name=ENHANCED_GROUP, io_manager_key="json_io_manager", code_version=code_versions.COMPARISON)
@@ -159,10 +164,12 @@ def performance_comparison(
     idf_statistics: dict,
     base_encoder: BaseEncoder,
 ):
-    """BM25-Kiwi, IDF-only (the `idf_statistics` weights, untrained), v1, v2 and v2 without the LLM's data on the held-out `eval_queries`:
-    NDCG@10, MRR@10, Recall@10, Recall@100, FLOPS, mean active dimensions, query latency; paired
-    bootstrap intervals of v1/v2 - BM25-Kiwi, v2 - v1 and v2 - v2-without-LLM (the LLM's measured
-    value). Also written as performance_comparison.md and performance_comparison.png."""
+    """BM25-Kiwi, IDF-only (the `idf_statistics` weights, untrained), v1, v2, v2 without the LLM's data
+    and the hybrid BM25-Kiwi + v2 (OpenSearch's min-max + weighted arithmetic mean, v2 weighing
+    `sparse_weight`) on the held-out `eval_queries`: NDCG@10, MRR@10, Recall@10, Recall@100, FLOPS,
+    mean active dimensions, query latency; paired bootstrap intervals of v1/v2 - BM25-Kiwi, v2 - v1,
+    v2 - v2-without-LLM (the LLM's measured value) and the hybrid - BM25-Kiwi / v2. Also written as
+    performance_comparison.md and performance_comparison.png."""
     if not eval_queries:
         raise dg.Failure(
             "eval_queries is empty: there is nothing to evaluate on; re-materialize `documents` with a corpus that has questions or enough text"
@@ -170,7 +177,8 @@ def performance_comparison(
     models = {"v1": neural_sparse_v1_model, "v2": neural_sparse_v2_model, "v2_without_llm": neural_sparse_v2_without_llm_model}
     tokenizer = base_encoder.tokenizer()
     idf_only = (tokenizer, idf_vector(idf_statistics, tokenizer))
-    rows = retrieval.evaluate_systems(documents, eval_queries, models=models, bm25=True, idf_only=idf_only)
+    hybrids = {comparison.HYBRID: ("v2", settings_from_config(HybridSettings, config))}
+    rows = retrieval.evaluate_systems(documents, eval_queries, models=models, bm25=True, idf_only=idf_only, hybrids=hybrids)
     per_query = {row["system"]: row.pop(PER_QUERY) for row in rows}
     differences = comparison.paired_differences(per_query, config.bootstrap_samples, config.seed, config.confidence)
     human = all(q.get("human", False) for q in eval_queries)
