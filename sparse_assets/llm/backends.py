@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparse_assets.llm.korean_output import korean_output_tokens, register_head
+from sparse_assets.llm.korean_output import korean_output_tokens
+from sparse_assets.llm.prompt_copy import EXTRA_ARG
 from sparse_assets.llm.settings import OFFLINE_MODEL, EngineSettings, SamplingSettings
 
 Request = dict[str, Any]
@@ -123,6 +124,8 @@ class VLLMBackend:
         from vllm import LLM
 
         if self.engine.korean_head:
+            from sparse_assets.llm.vllm_plugins import register_head
+
             register_head()
         self.llm = LLM(**self.engine.llm_kwargs(model_path))
 
@@ -142,6 +145,7 @@ class VLLMBackend:
             seed=sampling.seed,
             structured_outputs=structured,
             allowed_token_ids=allowed_token_ids,
+            extra_args={EXTRA_ARG: sampling.max_copied_tokens} if sampling.max_copied_tokens else None,
         )
 
     def complete(self, requests: Sequence[Request], sampling: SamplingSettings) -> list[Completion]:

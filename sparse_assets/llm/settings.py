@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from sparse_assets.llm.korean_output import HEAD_ARCHITECTURE
 
+COPY_BAN_PROCESSOR = "sparse_assets.llm.vllm_plugins:PromptCopyBan"
+
 PRODUCTION_MODEL = "Qwen/Qwen3-30B-A3B-Thinking-2507-FP8"
 OFFLINE_MODEL = "gemma-3-270m"  # converted from the PyPI package on first use (llm/gemma.py)
 
@@ -64,6 +66,9 @@ class SamplingSettings:
     json_schema: dict[str, Any] | None = None  # structured output (JSON) when the style asks for it
     # sample among Korean, letterless and prompt tokens only (llm/korean_output.py; vLLM backends only)
     korean_output: bool = False
+    # a question repeats at most this many consecutive tokens of its prompt (llm/prompt_copy.py; 0: no
+    # limit; vLLM backends only)
+    max_copied_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +120,7 @@ class EngineSettings:
             "tensor_parallel_size": self.tensor_parallel_size,
             "use_tqdm_on_load": False,  # the worker logs its own progress; a loading bar only adds lines
             "disable_log_stats": False,  # the engine's counters (prefix-cache hits, steps) go into the run stats
+            "logits_processors": [COPY_BAN_PROCESSOR],  # for requests that set max_copied_tokens
         }
         if self.accelerator == "cuda":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
@@ -271,7 +277,8 @@ def sampling_settings(
         # top-k without top-p: vLLM's CPU sampler sorts the whole 262k-token vocabulary of every
         # sequence at every step for top-p (a third of the decode time measured here), not for top-k.
         # A question ends at its "?" (kept), anything else at the line's end: no rambling past it. It is
-        # written with Korean, letterless and its prompt's tokens (korean_output).
+        # written with Korean, letterless and its prompt's tokens (korean_output), and copies at most 4
+        # consecutive tokens of its prompt (3-5 kept the most questions: llm/prompt_copy.py).
         return SamplingSettings(
             n=n,
             temperature=0.7 if temperature is None else temperature,
@@ -281,6 +288,7 @@ def sampling_settings(
             stop=("\n",),
             stop_kept=("?",),
             korean_output=True,
+            max_copied_tokens=4,
         )
     thinking = is_thinking_model(engine.model)
     return SamplingSettings(
