@@ -52,6 +52,7 @@ SPEED_KEYS = (
     "prefill_tokens_per_s",
     "prefix_cache_hit_rate",
     "batch_occupancy",
+    "output_tokens",
 )
 
 
@@ -182,6 +183,10 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
         print(json.dumps({case: {k: v for k, v in results["cases"][case].items() if k != "sample"}}, ensure_ascii=False), flush=True)
         (ROOT / "bench" / "results_llm.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+    for case in results["cases"].values():
+        case["generation_floor_s"] = llm_cases.generation_floor_s(case, machine, model)
+        if case.get("output_tokens"):
+            results["limits"]["decode_tokens_per_s_korean_head"] = llm_cases.korean_head_decode_limit(machine, model, case["output_tokens"])
     (ROOT / "bench" / "llm.md").write_text(report_md(results))
 
 
@@ -283,6 +288,7 @@ Corpus: `{r["corpus"]}` ({r["corpus_documents"]} documents). Each case starts fr
 |---|---|
 | decode, 16 sequences | {limits["decode_tokens_per_s"]["16"]} |
 | decode, 64 sequences | {limits["decode_tokens_per_s"]["64"]} |
+| decode, 64 sequences, Korean output head ({cases[names[0]].get("output_tokens") or "-"} output tokens) | {limits.get("decode_tokens_per_s_korean_head", "-")} |
 | prefill | {limits["prefill_tokens_per_s"]} |
 
 ## The cases
@@ -300,6 +306,8 @@ Corpus: `{r["corpus"]}` ({r["corpus_documents"]} documents). Each case starts fr
 {row("prefill tokens/s (computed prompt tokens over generation time)", "prefill_tokens_per_s")}
 {row("prefix-cache hit rate (prompt tokens)", "prefix_cache_hit_rate", pct)}
 {row("batch occupancy (sequences per engine step)", "batch_occupancy")}
+{row("tokens a question could use (Korean output head)", "output_tokens")}
+{row("generation the machine allows for these tokens (s)", "generation_floor_s")}
 {row("completions", "completions")}
 {row("accepted queries", "accepted")}
 {row("accepted share of completions", "acceptance_rate", pct)}

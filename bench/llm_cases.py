@@ -7,7 +7,10 @@ parameter counts (the safetensors header of the converted Gemma folder):
 - compute: a float32 GEMM of prefill shape, GFLOP/s.
 Decoding B sequences costs one read of every weight plus 2 * B * params FLOPs per step (the output
 layer included: every step computes the 262k-token logits of each sequence); prefill costs 2 * params
-FLOPs per token without the output layer (only a prompt's last token needs logits).
+FLOPs per token without the output layer (only a prompt's last token needs logits). With the Korean
+output head (sparse_assets/llm/korean_output.py) a decoded token pays for the output rows of the K
+tokens a question may use instead of all 262k. The floor of a case is the generation time its own
+computed prompt tokens and completion tokens need at those rates.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+VOCABULARY = 262_144  # Gemma 3's tokens: the rows of its output layer
 
 
 def measure_machine() -> dict:
@@ -75,6 +79,29 @@ def limits(machine: dict, model: dict, sequences: tuple[int, ...]) -> dict:
         decode[str(batch)] = round(batch / step_s, 1)
     body = model["parameters"] - model["embedding_parameters"]
     return {"decode_tokens_per_s": decode, "prefill_tokens_per_s": round(flops / (2 * body), 1)}
+
+
+def korean_head_decode_limit(machine: dict, model: dict, output_tokens: int, batch: int = 64) -> float:
+    """Decode tokens/s at `batch` sequences when the output layer computes `output_tokens` rows only."""
+    bandwidth, flops = machine["copy_gb_per_s"] * 1e9, machine["gemm_gflop_per_s"] * 1e9
+    rows = model["embedding_parameters"] // VOCABULARY
+    parameters = model["parameters"] - model["embedding_parameters"] + output_tokens * rows
+    step_s = max(model["bytes"] / bandwidth, 2 * batch * parameters / flops)
+    return round(batch / step_s, 1)
+
+
+def generation_floor_s(case: dict, machine: dict, model: dict) -> float | None:
+    """The generation time the machine allows for a vLLM case's computed prompt tokens (prefill rate)
+    and completion tokens (decode rate at 64 sequences, with the Korean head when the case used it)."""
+    if not case.get("prefill_tokens_per_s"):
+        return None
+    computed_prompt = case["prefill_tokens_per_s"] * case["generation_s"]
+    if case.get("output_tokens"):
+        decode = korean_head_decode_limit(machine, model, case["output_tokens"])
+    else:
+        decode = limits(machine, model, (64,))["decode_tokens_per_s"]["64"]
+    prefill = limits(machine, model, ())["prefill_tokens_per_s"]
+    return round(computed_prompt / prefill + case["completion_tokens"] / decode, 1)
 
 
 @contextmanager

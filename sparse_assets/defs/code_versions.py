@@ -30,7 +30,16 @@ _TRAINING = (
     "encoder.length_normalization",
     "encoder.mlm_base",
 )
-_LLM = ("llm.worker", "llm.backends", "llm.settings", "llm.prompts", "llm.parsing")
+_LLM = (
+    "llm.worker",
+    "llm.backends",
+    "llm.settings",
+    "llm.prompts",
+    "llm.parsing",
+    "llm.korean_output",
+    "llm.prompt_copy",
+    "llm.vllm_plugins",
+)
 
 DOCUMENTS = code_version("data.corpus", "data.evalset", "data.korean")
 IDF_STATISTICS = code_version("data.idf")

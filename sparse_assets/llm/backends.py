@@ -113,6 +113,7 @@ class VLLMBackend:
         self.model_name = engine.model
         self.llm = None
         self._vocabulary: list[str] | None = None  # the tokenizer's pieces by id, read on first use
+        self._output_tokens: list[int] = []  # per korean_output batch, the tokens its questions could use
 
     def start(self) -> None:
         os.environ.update(self.engine.env)
@@ -182,6 +183,7 @@ class VLLMBackend:
                 tokenizer = self.llm.get_tokenizer()
                 self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
             allowed = korean_output_tokens(self._vocabulary, self.llm.get_tokenizer().all_special_ids, prompts)
+            self._output_tokens.append(len(allowed))
         if self.engine.korean_head:
             self.llm.apply_model(lambda model: model.keep_output_tokens(allowed))
             allowed = None
@@ -199,7 +201,8 @@ class VLLMBackend:
 
     def engine_stats(self) -> dict[str, float]:
         """The engine's own counters since start (vLLM's metrics; empty when it keeps none):
-        prompt tokens, those served from the prefix cache, generated tokens and engine steps."""
+        prompt tokens, those served from the prefix cache, generated tokens and engine steps; with
+        `korean_output` batches, the mean number of tokens their questions could use."""
         wanted = {
             "vllm:prompt_tokens": "prompt_tokens",
             "vllm:prompt_tokens_cached": "cached_prompt_tokens",
@@ -211,7 +214,10 @@ class VLLMBackend:
             metrics = self.llm.get_metrics() if self.llm is not None else []
         except (AssertionError, AttributeError, RuntimeError):  # stats switched off
             return {}
-        return {wanted[m.name]: getattr(m, "value", getattr(m, "count", 0)) for m in metrics if m.name in wanted}
+        counters = {wanted[m.name]: getattr(m, "value", getattr(m, "count", 0)) for m in metrics if m.name in wanted}
+        if self._output_tokens:
+            counters["output_tokens"] = round(sum(self._output_tokens) / len(self._output_tokens))
+        return counters
 
     def close(self) -> None:
         llm, self.llm = self.llm, None

@@ -184,11 +184,14 @@ def run_job(job: dict, log, report=lambda stats: None) -> dict:
 def engine_figures(counters: dict[str, float], generation_s: float) -> dict[str, float]:
     """Where the generation time went, from the engine's counters: prompt tokens it computed (not
     served from the prefix cache) per second, the prefix cache's hit rate and the mean number of
-    sequences decoded per engine step (batch occupancy). Empty for a backend without counters."""
+    sequences decoded per engine step (batch occupancy), and the tokens a Korean question could use
+    (``output_tokens``, when the batches restricted them). Empty for a backend without counters."""
     if not counters.get("engine_steps"):
         return {}
     computed = counters["prompt_tokens"] - counters["cached_prompt_tokens"]
+    restricted = {"output_tokens": counters["output_tokens"]} if "output_tokens" in counters else {}
     return {
+        **restricted,
         "prefill_tokens_per_s": round(computed / max(generation_s, 1e-9), 2),
         "prefix_cache_hit_rate": round(counters["cached_prompt_tokens"] / max(counters["prompt_tokens"], 1), 4),
         "batch_occupancy": round(counters["generation_tokens"] / counters["engine_steps"], 2),

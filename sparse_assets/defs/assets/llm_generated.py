@@ -211,6 +211,7 @@ def _speed_metadata(stats: dict) -> dict:
         "batch_occupancy",
         "engine_steps",
         "preemptions",
+        "output_tokens",
     )
     reuse = ("llm/from_store", "llm/generated_items", "llm/store_corrupt_entries")
     return {**{f"llm/{k}": stats[k] for k in keys if k in stats}, **{k: stats[k] for k in reuse if k in stats}}
