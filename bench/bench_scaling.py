@@ -10,8 +10,8 @@ root (no LLM completions, no dense vectors) and an empty cache except the conver
 (the base encoder and the LLM, converted once per machine). Step times come from the run's event
 log (STEP_SUCCESS durations; steps of the multiprocess executor may overlap, so they need not sum
 to the wall time); peak memory from each materialization's `step_peak_memory_mb`. The LLM step is
-capped at its default `max_documents` (300), so its cost is per sampled document, not per corpus
-document. A stage whose cost per document on the larger corpus exceeds 1.5x its KorQuAD figure is
+capped at its `max_documents` (default 300; `--llm-documents N`), so its cost is per sampled
+document, not per corpus document. A stage whose cost per document on the larger corpus exceeds 1.5x its KorQuAD figure is
 flagged. The comparison the run itself wrote (`performance_comparison.json`) is reported too.
 Writes bench/scaling.json and bench/scaling.md.
 """
@@ -49,9 +49,10 @@ def fresh_cache(work: Path) -> Path:
     return cache
 
 
-def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
+def run_graph(name: str, corpus: str, work: Path, log: Path, llm_documents: int | None = None) -> dict:
     """`all_assets_job` on `corpus` with a fresh instance, dataset root and cache; its wall time, and
-    per step the duration and the peak memory from the instance's event log."""
+    per step the duration and the peak memory from the instance's event log. `llm_documents`: the
+    LLM step's `max_documents` (None: its default)."""
     import dagster as dg
 
     from sparse_assets.defs.run_output import RUN_OUTPUT_CONFIG
@@ -82,6 +83,10 @@ def run_graph(name: str, corpus: str, work: Path, log: Path) -> dict:
         "-c",
         str(RUN_OUTPUT_CONFIG),
     ]
+    if llm_documents is not None:
+        llm_config = work / "llm_documents.yaml"
+        llm_config.write_text(json.dumps({"ops": {"synthetic_qd_pairs": {"config": {"max_documents": llm_documents}}}}))  # JSON is YAML
+        command += ["-c", str(llm_config)]
     print(f"{name}: {corpus} (log: {log})", flush=True)
     started = time.perf_counter()
     with log.open("w") as out:
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--keep", type=Path, help="run in DIR/<corpus> and keep its dataset root and Dagster instance (default: a temporary folder)"
     )
+    ap.add_argument("--llm-documents", type=int, help="the LLM step's max_documents (0: every document; default: its default)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.corpora.split(",")) - set(CORPORA))
     if unknown:
@@ -177,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tempfile.gettempdir()) / f"bench_scaling_{name}.log"
         if args.keep:
             (args.keep / name).mkdir(parents=True)  # fails on a folder left by an earlier run
-            results[name] = run_graph(name, CORPORA[name], args.keep / name, log)
+            results[name] = run_graph(name, CORPORA[name], args.keep / name, log, args.llm_documents)
         else:
             with tempfile.TemporaryDirectory(prefix=f"bench_scaling_{name}_") as work:
-                results[name] = run_graph(name, CORPORA[name], Path(work), log)
+                results[name] = run_graph(name, CORPORA[name], Path(work), log, args.llm_documents)
         print(json.dumps(results[name]), flush=True)
         (args.out / "scaling.json").write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
     text = report(results, command)

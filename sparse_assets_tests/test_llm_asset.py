@@ -93,7 +93,12 @@ def test_asset_with_openai_backend_and_fault_paths(tmp_path):
     result = materialize(tmp_path, LLMResource(backend="vllm", model=str(tmp_path / "no-such-model")))
     assert "ModelNotFound" in failure_message(result) and "does not exist" in failure_message(result)
 
-    # 5. the worker dies after its first batch (SIGKILL-like exit without an error report): the two
+    # 5. an engine that does not start (a context longer than Gemma 3 allows): named, with the settings to change
+    result = materialize(tmp_path, LLMResource(backend="vllm", max_model_len=10_000_000), config={"temperature": 0.6})
+    message = failure_message(result)
+    assert "engine did not start" in message and "max_model_len (10000000)" in message, message
+
+    # 6. the worker dies after its first batch (SIGKILL-like exit without an error report): the two
     # prompts it finished are kept, so the next run asks only for the other three
     with FakeOpenAI(good_question) as server:
         result = materialize(

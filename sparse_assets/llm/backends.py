@@ -128,7 +128,25 @@ class VLLMBackend:
             from sparse_assets.llm.vllm_plugins import register_head
 
             register_head()
-        self.llm = LLM(**self.engine.llm_kwargs(model_path))
+        try:
+            self.llm = LLM(**self.engine.llm_kwargs(model_path))
+        except Exception as exc:  # vLLM raises many kinds; the user needs the settings that decide the start
+            raise BackendError(
+                f"the vLLM engine did not start for {model_path}: {type(exc).__name__}: {exc}; {self._fit_settings()}"
+            ) from exc
+
+    def _fit_settings(self) -> str:
+        """The settings that decide whether the engine fits, with their values here."""
+        engine = self.engine
+        memory = (
+            f"gpu_memory_utilization {engine.gpu_memory_utilization}"
+            if engine.accelerator == "cuda"
+            else f"the KV cache VLLM_CPU_KVCACHE_SPACE {engine.env.get('VLLM_CPU_KVCACHE_SPACE', '-')} GiB"
+        )
+        return (
+            f"check the LLM resource's model ({engine.model}), max_model_len ({engine.max_model_len}), max_num_seqs "
+            f"({engine.max_num_seqs}) and dtype ({engine.dtype}), and {memory}"
+        )
 
     def _sampling_params(self, sampling: SamplingSettings, allowed_token_ids: list[int] | None = None):
         from vllm import SamplingParams
