@@ -179,14 +179,11 @@ def main() -> None:
                     "server_start_s": server_start_s,
                     "loadavg_before": load_before,
                 }
+                add_floor(results, case, machine, model)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(json.dumps({case: {k: v for k, v in results["cases"][case].items() if k != "sample"}}, ensure_ascii=False), flush=True)
         (ROOT / "bench" / "results_llm.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
-    for case in results["cases"].values():
-        case["generation_floor_s"] = llm_cases.generation_floor_s(case, machine, model)
-        if case.get("output_tokens"):
-            results["limits"]["decode_tokens_per_s_korean_head"] = llm_cases.korean_head_decode_limit(machine, model, case["output_tokens"])
     (ROOT / "bench" / "llm.md").write_text(report_md(results))
 
 
@@ -252,6 +249,15 @@ def bench_synonyms(args) -> None:
     }
     (ROOT / "bench" / "results_llm_synonyms.json").write_text(json.dumps(out, ensure_ascii=False, indent=2))
     print(json.dumps({k: v for k, v in out.items() if k != "sample_verdicts"}, ensure_ascii=False, indent=1))
+
+
+def add_floor(results: dict, case: str, machine: dict, model: dict) -> None:
+    """The generation time the machine allows for `case`'s tokens, and the decode limit with the Korean
+    head at the number of output tokens the case used."""
+    figures = results["cases"][case]
+    figures["generation_floor_s"] = llm_cases.generation_floor_s(figures, machine, model)
+    if figures.get("output_tokens"):
+        results["limits"]["decode_tokens_per_s_korean_head"] = llm_cases.korean_head_decode_limit(machine, model, figures["output_tokens"])
 
 
 def report_md(r: dict) -> str:

@@ -6,13 +6,14 @@ Gemma 3's 262,144-token vocabulary has 4,626 pieces with Hangul; its tied output
 is Korean (``min_hangul_ratio``). ``korean_output_tokens`` keeps the Hangul pieces, the pieces
 without letters (digits, punctuation, spaces, the newline and the "?" the question ends with), the
 special tokens and every token of the prompts (the document's own Latin names, numbers and Hanja):
-about 9,000 tokens for a batch of the embedded corpus. A question is sampled among those only:
+9,000-14,000 tokens for a batch of the embedded corpus. A question is sampled among those only:
 
 - on any vLLM engine through ``SamplingParams.allowed_token_ids`` (the sampler masks the others);
 - on the CPU's Gemma 3, whose head (``vllm_plugins.KoreanHeadGemma3ForCausalLM``) multiplies the hidden states by
   the kept rows of the output layer alone and gives every other token -inf: the same
-  distribution, for a seventh of the layer's cost (generation 56.3 s -> 46.7 s on 48 documents of
-  the embedded corpus, same acceptance: 55 vs 53 of 144; exp probe, bench/llm.md).
+  distribution, for a twentieth of the layer's cost (generation 56.3 s -> 46.7 s on 48 documents of
+  the embedded corpus, same acceptance: 55 vs 53 of 144, measured with a one-off probe of the engine;
+  bench/llm.md has the step end to end).
 """
 
 from __future__ import annotations
