@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparse_assets.llm.korean_output import korean_output_tokens
+from sparse_assets.llm.korean_output import korean_pieces, with_prompt_tokens
 from sparse_assets.llm.prompt_copy import EXTRA_ARG
 from sparse_assets.llm.settings import OFFLINE_MODEL, EngineSettings, SamplingSettings
 
@@ -112,7 +112,7 @@ class VLLMBackend:
         self.cache_dir = cache_dir
         self.model_name = engine.model
         self.llm = None
-        self._vocabulary: list[str] | None = None  # the tokenizer's pieces by id, read on first use
+        self._korean_pieces: frozenset[int] | None = None  # the vocabulary's part of korean_output, on first use
         self._output_tokens: list[int] = []  # per korean_output batch, the tokens its questions could use
 
     def start(self) -> None:
@@ -192,15 +192,16 @@ class VLLMBackend:
         ]
 
     def _restrict_output(self, sampling: SamplingSettings, prompts: list[list[int]]):
-        """The batch's sampling parameters. A `korean_output` batch samples among `korean_output_tokens`:
+        """The batch's sampling parameters. A `korean_output` batch samples among `korean_output_tokens` (the
+        vocabulary's part computed once):
         through the engine's Korean head when it has one (the same distribution, computed for those tokens
         only), else through vLLM's `allowed_token_ids`. A Korean head computes every token for other batches."""
         allowed = None
         if sampling.korean_output:
-            if self._vocabulary is None:
+            if self._korean_pieces is None:  # the whole vocabulary is read once, not per batch
                 tokenizer = self.llm.get_tokenizer()
-                self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-            allowed = korean_output_tokens(self._vocabulary, self.llm.get_tokenizer().all_special_ids, prompts)
+                self._korean_pieces = korean_pieces(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), tokenizer.all_special_ids)
+            allowed = with_prompt_tokens(self._korean_pieces, prompts)
             self._output_tokens.append(len(allowed))
         if self.engine.korean_head:
             self.llm.apply_model(lambda model: model.keep_output_tokens(allowed))

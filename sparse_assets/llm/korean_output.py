@@ -32,11 +32,21 @@ def is_korean_or_letterless(piece: str) -> bool:
     return bool(_HANGUL.search(piece)) or not any(ch.isalpha() for ch in piece.replace(_SPACE_MARK, ""))
 
 
+def korean_pieces(pieces: Sequence[str], special_ids: Iterable[int]) -> frozenset[int]:
+    """The part of the set that depends on the vocabulary alone: Korean or letterless ``pieces`` (the
+    vocabulary, by id) and the special tokens."""
+    return frozenset(token for token, piece in enumerate(pieces) if piece and is_korean_or_letterless(piece)) | set(special_ids)
+
+
 def korean_output_tokens(pieces: Sequence[str], special_ids: Iterable[int], prompts: Iterable[Sequence[int]]) -> list[int]:
-    """Token ids a Korean question may use: Korean or letterless ``pieces`` (the vocabulary, by id),
-    the special tokens and every token of the ``prompts`` (token ids), sorted."""
-    kept = {token for token, piece in enumerate(pieces) if piece and is_korean_or_letterless(piece)}
-    kept.update(special_ids)
+    """Token ids a Korean question may use: ``korean_pieces`` and every token of the ``prompts``
+    (token ids), sorted."""
+    return with_prompt_tokens(korean_pieces(pieces, special_ids), prompts)
+
+
+def with_prompt_tokens(base: frozenset[int], prompts: Iterable[Sequence[int]]) -> list[int]:
+    """``base`` and every token of the ``prompts``, sorted."""
+    kept = set(base)
     for prompt in prompts:
         kept.update(prompt)
     return sorted(kept)
