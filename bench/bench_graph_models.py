@@ -24,24 +24,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from sparse_assets.evaluation.comparison import HYBRID
+
 MODELS = {"v1": "neural_sparse_v1_model", "v2": "neural_sparse_v2_model", "v2_without_llm": "neural_sparse_v2_without_llm_model"}
 WEIGHTS = tuple(i / 10 for i in range(11))  # the hybrid's weight on v2, tried on the tuning questions
 
 
-def tuning_ndcg(documents, tuning: list[dict], v2: Path) -> dict[float, float]:
-    """{weight on v2: the hybrid's NDCG@10 on the tuning questions} over WEIGHTS."""
+def tuning_ndcg(documents, tuning: list[dict], model: Path) -> dict[float, float]:
+    """{weight on the model: the hybrid BM25-Kiwi + model's NDCG@10 on the tuning questions} over WEIGHTS."""
     from sparse_assets.evaluation.hybrid import HybridSettings
     from sparse_assets.evaluation.retrieval import evaluate_systems
 
-    hybrids = {str(weight): ("v2", HybridSettings(sparse_weight=weight)) for weight in WEIGHTS}
-    rows = evaluate_systems(documents, tuning, models={"v2": v2}, bm25=True, hybrids=hybrids)
+    hybrids = {str(weight): ("model", HybridSettings(sparse_weight=weight)) for weight in WEIGHTS}
+    rows = evaluate_systems(documents, tuning, models={"model": model}, bm25=True, hybrids=hybrids)
     return {weight: next(r["ndcg@10"] for r in rows if r["system"] == str(weight)) for weight in WEIGHTS}
 
 
 def main(argv: list[str] | None = None) -> int:
     from bench_quality import HELD_OUT, held_out_split, load_set
 
-    from sparse_assets.evaluation.comparison import HYBRID, paired_differences
+    from sparse_assets.evaluation.comparison import paired_differences
     from sparse_assets.evaluation.hybrid import HybridSettings
     from sparse_assets.evaluation.retrieval import evaluate_systems, model_idf
     from sparse_assets.store.layout import ASSET_PATHS
@@ -106,19 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def hybrid_weight_lines(tuned: dict[float, float], picked: float, tuning_questions: int) -> list[str]:
+def hybrid_weight_lines(
+    tuned: dict[float, float], picked: float, tuning_questions: int, hybrid: str = HYBRID, model: str = "v2"
+) -> list[str]:
     """The weight grid's tuning NDCG@10, the pick, and the default a corpus without tuning questions gets."""
-    from sparse_assets.evaluation.comparison import HYBRID
     from sparse_assets.evaluation.hybrid import HybridSettings
 
     return [
-        f"## {HYBRID}: its weight on v2, picked on {tuning_questions:,} tuning questions (the set's other human questions)",
+        f"## {hybrid}: its weight on {model}, picked on {tuning_questions:,} tuning questions (the set's other human questions)",
         "",
-        "| weight on v2 | " + " | ".join(f"{weight:.1f}" for weight in tuned) + " |",
+        f"| weight on {model} | " + " | ".join(f"{weight:.1f}" for weight in tuned) + " |",
         "|---|" + "---|" * len(tuned),
         "| tuning NDCG@10 | " + " | ".join(f"{ndcg:.4f}" for ndcg in tuned.values()) + " |",
         "",
-        f"Picked: {picked:.1f} (the held-out rows above use it; 0 ranks as BM25-Kiwi, 1 as v2).",
+        f"Picked: {picked:.1f} (the held-out rows above use it; 0 ranks as BM25-Kiwi, 1 as {model}).",
         (
             f"Default for a corpus without tuning questions (`HybridSettings.sparse_weight`, `performance_comparison`'s "
             f"`sparse_weight`): {HybridSettings().sparse_weight:.1f}, both systems weighed alike, OpenSearch's arithmetic_mean "

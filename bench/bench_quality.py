@@ -5,8 +5,10 @@
 For each dev set, through the same code the assets run (corpus sources and cleaning, pseudo-query
 pairs, the BM25 + dense-e5 teacher, `train_sparse_encoder` with the default SparseTrainingSettings):
 documents -> pseudo-query pairs -> teacher -> v1, then NDCG@10 / MRR@10 / R@100 of BM25-Kiwi, dense
-e5, the teacher's mix, IDF-only and v1 on a seeded sample of the set's human questions (evaluation
-only: no question is a training query, none picked a setting), with the paired bootstrap of v1 - BM25;
+e5, the teacher's mix, IDF-only, v1 and the hybrid BM25-Kiwi + v1 on a seeded sample of the set's human
+questions (evaluation only: no question is a training query, none picked a setting; the hybrid's weight
+is picked on the set's other human questions, the tuning questions), with the paired bootstraps of
+v1 - BM25, hybrid - BM25 and hybrid - v1;
 for KorQuAD also sentence retrieval (the sentence holding the answer; the paragraph model with its
 query IDF and length pivot re-fitted to the sentences).
 With two sets it also evaluates each v1 on the other set (transfer), its query IDF and length pivot
@@ -40,6 +42,12 @@ HELD_OUT = 2000  # the seeded sample of each set's human questions that this ben
 # dense weight of the teacher row, per set (the best mix measured on each set; training uses the default)
 TEACHER_ROW_WEIGHTS = {"korquad": 0.5, "msmarco": 0.7}
 CANDIDATES = 100  # teacher row: the union of BM25's and dense e5's top 100, min-max mixed
+HYBRID_V1 = "hybrid_bm25_v1"  # BM25-Kiwi + v1, min-max and weighted mean (sparse_assets.evaluation.hybrid)
+DIFFERENCES = (  # (label, candidate, baseline) of the paired bootstraps reported per set
+    ("v1 - BM25-Kiwi", "v1", "bm25"),
+    ("hybrid BM25-Kiwi + v1 - BM25-Kiwi", HYBRID_V1, "bm25"),
+    ("hybrid BM25-Kiwi + v1 - v1", HYBRID_V1, "v1"),
+)
 
 
 def load_set(name: str) -> tuple[list[dict], list[dict], list]:
@@ -128,7 +136,8 @@ def dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, dense
 def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, out: Path) -> dict:
     from transformers import AutoTokenizer
 
-    from sparse_assets.data.idf import TrendSettings, compute_idf
+    from sparse_assets.data.idf import TrendSettings
+    from sparse_assets.data.morph_idf import query_table
     from sparse_assets.encoder.sparse_model import SparseTrainingSettings, document_text
     from sparse_assets.training.pairs import PseudoQuerySettings, build_pairs
     from sparse_assets.training.sparse_training import teacher_key, train_sparse_encoder
@@ -144,7 +153,7 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
     records = teacher_records(pairs, documents, doc_vectors, pair_vectors, depth=30)
     teacher = {teacher_key(p): r.to_dict() for p, r in zip(pairs, records)}
     teacher_seconds = time.perf_counter() - t1
-    idf = compute_idf(documents, AutoTokenizer.from_pretrained(str(base)), TrendSettings()).idf
+    idf = query_table(documents, AutoTokenizer.from_pretrained(str(base)), TrendSettings())[0].idf
     settings = SparseTrainingSettings(hidden_cache_dir=str(cache))
     if steps:
         settings.steps = steps
@@ -168,16 +177,33 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
     }
 
 
-def evaluate(name: str, documents, queries, model: Path, corpus_statistics: bool) -> list[dict]:
+def evaluate_moved(name: str, documents, queries, model: Path) -> list[dict]:
+    """Rows of BM25-Kiwi, IDF-only and the `name` set's v1 on another corpus, its query table and length
+    pivot re-fitted to that corpus (`sparse-assets evaluate`'s default)."""
     from sparse_assets.encoder.sparse_model import document_text
     from sparse_assets.evaluation.retrieval import bm25_system, idf_only_system, model_idf, model_system, qrels_from_queries
 
     qrels = qrels_from_queries(queries)
     ids, texts = [d["id"] for d in documents], [document_text(d) for d in documents]
     rows = [bm25_system(ids, texts, queries, qrels), idf_only_system(*model_idf(model, texts), ids, texts, queries, qrels)]
-    v1 = model_system(model, ids, texts, queries, qrels, corpus_statistics=corpus_statistics)
-    v1["system"] = "v1" if not corpus_statistics else f"v1 ({name} model, IDF + pivot re-fitted)"
+    v1 = model_system(model, ids, texts, queries, qrels, corpus_statistics=True)
+    v1["system"] = f"v1 ({name} model, IDF + pivot re-fitted)"
     return [*rows, v1]
+
+
+def evaluate_held_out(documents, queries, model: Path, hybrid_weight: float) -> tuple[list[dict], dict]:
+    """Rows of BM25-Kiwi, IDF-only, v1 and the hybrid BM25-Kiwi + v1 at `hybrid_weight`, and the paired
+    bootstrap of each DIFFERENCES pair."""
+    from sparse_assets.encoder.sparse_model import document_text
+    from sparse_assets.evaluation.comparison import paired_bootstrap
+    from sparse_assets.evaluation.hybrid import HybridSettings
+    from sparse_assets.evaluation.retrieval import evaluate_systems, model_idf
+
+    idf_only = model_idf(model, [document_text(d) for d in documents])
+    hybrids = {HYBRID_V1: ("v1", HybridSettings(sparse_weight=hybrid_weight))}
+    rows = evaluate_systems(documents, queries, models={"v1": model}, bm25=True, idf_only=idf_only, hybrids=hybrids)
+    per_query = {r["system"]: r.pop("per_query_ndcg@10") for r in rows}
+    return rows, {label: paired_bootstrap(per_query[base], per_query[candidate]) for label, candidate, base in DIFFERENCES}
 
 
 def with_bootstrap(rows: list[dict], candidate: str) -> dict:
@@ -188,6 +214,8 @@ def with_bootstrap(rows: list[dict], candidate: str) -> dict:
 
 
 def markdown(results: dict) -> str:
+    from bench_graph_models import hybrid_weight_lines
+
     lines = ["# Model quality", "", f"`{results['command']}` — {results['finished']}, peak RSS {results['peak_rss_gb']} GB", ""]
     for name, section in results["sets"].items():
         t = section["training"]
@@ -204,11 +232,17 @@ def markdown(results: dict) -> str:
             *[f"| {r['system']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['recall@100']:.4f} |" for r in section["rows"]],
             "",
         ]
-        b = section["v1_minus_bm25"]
+        differences = section.get("differences") or {"v1 - BM25-Kiwi": section["v1_minus_bm25"]}
         lines += [
-            f"v1 - BM25-Kiwi NDCG@10: {b['mean_difference']:+.4f} (95% CI {b['ci_low']:+.4f} .. {b['ci_high']:+.4f}, {b['queries']} queries)",
+            *[
+                f"- {label} NDCG@10: {b['mean_difference']:+.4f} (95% CI {b['ci_low']:+.4f} .. {b['ci_high']:+.4f}, {b['queries']} queries)"
+                for label, b in differences.items()
+            ],
             "",
         ]
+        if "hybrid_weight" in section:
+            tuned = {float(weight): ndcg for weight, ndcg in section["hybrid_weight_tuning_ndcg@10"].items()}
+            lines += hybrid_weight_lines(tuned, section["hybrid_weight"], section["tuning_questions"], HYBRID_V1, "v1")
     for label, section in results.get("transfer", {}).items():
         lines += [
             f"## transfer: {label} ({section['queries']} questions; query IDF and length pivot re-fitted to the target)",
@@ -231,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)  # before the work: a long run must not fail at its last write
 
+    from bench_graph_models import WEIGHTS, tuning_ndcg
+
     from sparse_assets.encoder.mlm_base import resolve_base_encoder
+    from sparse_assets.evaluation.hybrid import HybridSettings
     from sparse_assets.training.teacher import DenseEncoder
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -246,15 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         documents, queries, questions = load_set(name)
         total = len(queries)
-        if args.questions:
-            queries, _ = held_out_split(queries, args.questions)
+        queries, tuning = held_out_split(queries, args.questions) if args.questions else (queries, [])
         data[name] = (documents, queries)
         models[name] = args.cache / f"v1_{name}"
         training = train_v1(name, documents, args.steps, base, args.cache, models[name])
         doc_vectors = training.pop("doc_vectors")
         query_vectors = cached_vectors(DenseEncoder(base), [q["query"] for q in queries], True, args.cache)
-        rows = evaluate(name, documents, queries, models[name], corpus_statistics=False)
-        bootstrap = with_bootstrap(rows, "v1")
+        tuned = tuning_ndcg(documents, tuning, models[name]) if tuning else {}
+        hybrid_weight = max(WEIGHTS, key=tuned.get) if tuned else HybridSettings().sparse_weight
+        rows, differences = evaluate_held_out(documents, queries, models[name], hybrid_weight)
         rows[2:2] = dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, TEACHER_ROW_WEIGHTS[name])
         results["sets"][name] = {
             "documents": len(documents),
@@ -262,12 +299,16 @@ def main(argv: list[str] | None = None) -> int:
             "questions_total": total,
             "training": training,
             "rows": rows,
-            "v1_minus_bm25": bootstrap,
+            "v1_minus_bm25": differences["v1 - BM25-Kiwi"],
+            "differences": differences,
+            "tuning_questions": len(tuning),
+            "hybrid_weight_tuning_ndcg@10": {str(weight): ndcg for weight, ndcg in tuned.items()},
+            "hybrid_weight": hybrid_weight,
         }
         print(json.dumps({name: {r["system"]: round(r["ndcg@10"], 4) for r in rows}}), flush=True)
         if name == "korquad":
             sentence_docs, sentence_queries = sentence_split(questions, {q["id"] for q in queries})
-            rows = evaluate(name, sentence_docs, sentence_queries, models[name], corpus_statistics=True)
+            rows = evaluate_moved(name, sentence_docs, sentence_queries, models[name])
             results["sets"]["korquad sentences"] = {
                 "documents": len(sentence_docs),
                 "queries": len(sentence_queries),
@@ -280,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         for target in names:
             if source != target:
                 documents, queries = data[target]
-                rows = evaluate(source, documents, queries, models[source], corpus_statistics=True)
+                rows = evaluate_moved(source, documents, queries, models[source])
                 for r in rows:
                     r.pop("per_query_ndcg@10", None)
                 results["transfer"][f"{source} -> {target}"] = {"queries": len(queries), "rows": rows}

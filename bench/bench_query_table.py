@@ -13,9 +13,10 @@ Rows (what each scores; documents are `document_text`, the text the project's ev
 - ``bm25_content_pieces`` (the target): bm25s (k1 1.5, b 0.75) over the XLM-R pieces of the Kiwi
   content morphemes, each morpheme pieced on its own, on both sides (the query analysed by Kiwi).
 - ``bm25_all_pieces``: bm25s over the XLM-R pieces of the whole text, both sides.
-- ``idf_only [docs=binary]``: `retrieval.idf_only_matrices` (`idf_only_system`), today's IDF-only baseline: a document is the
-  binary bag of its own whole-text pieces, the query its unique whole-text pieces weighted by the table.
-- ``[docs=bm25_all]``: a document's whole-text pieces with BM25 saturation and length normalisation,
+- ``idf_only [docs=binary]``: the IDF-only baseline before stop 33: a document is the binary bag of its
+  own whole-text pieces, the query its unique whole-text pieces weighted by the table.
+- ``[docs=bm25_all]``: `retrieval.idf_only_matrices` (`idf_only_system`), the IDF-only baseline since
+  stop 33: a document's whole-text pieces with BM25 saturation and length normalisation,
   tf (k1+1) / (tf + k1 (1 - b + b dl/avgdl)), k1 1.5, b 0.75; query as above (its whole-text pieces, no
   Kiwi at query time).
 - ``[docs=bm25_content]``: the same over the pieces of the document's content morphemes (Kiwi on the
@@ -38,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,35 +84,6 @@ def bm25s_run(doc_ids, doc_pieces, query_pieces, tokenizer, k: int = 100) -> dic
     return hits
 
 
-def bm25_doc_matrix(doc_pieces: list[list[int]], dim: int) -> sp.csr_matrix:
-    """Each document's pieces with BM25 saturation and length normalisation (k1 1.5, b 0.75)."""
-    lengths = np.array([len(p) for p in doc_pieces], dtype=np.float32)
-    avg = max(float(lengths.mean()), 1e-9)
-    rows, cols, vals = [], [], []
-    for i, row in enumerate(doc_pieces):
-        if not row:
-            continue
-        terms, tf = np.unique(np.asarray(row, dtype=np.int64), return_counts=True)
-        norm = K1 * (1 - B + B * lengths[i] / avg)
-        rows.append(np.full(len(terms), i))
-        cols.append(terms)
-        vals.append(tf * (K1 + 1) / (tf + norm))
-    return sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(len(doc_pieces), dim)
-    )
-
-
-def query_matrix(query_pieces: list[list[int]], weights: np.ndarray) -> sp.csr_matrix:
-    rows, cols, vals = [], [], []
-    for i, row in enumerate(query_pieces):
-        for t in sorted(set(row)):
-            if weights[t] > 0:
-                rows.append(i)
-                cols.append(t)
-                vals.append(weights[t])
-    return sp.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=(len(query_pieces), len(weights)))
-
-
 def split_scores(per_query: dict, held_out: list[dict], tuning: list[dict]) -> dict:
     return {
         "held_out": float(np.mean([per_query[q["id"]] for q in held_out])),
@@ -133,6 +104,7 @@ def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
         idf_only_system,
         per_query_metrics,
         qrels_from_queries,
+        saturated_documents,
     )
 
     t0 = time.perf_counter()
@@ -174,31 +146,33 @@ def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
     )
     add("bm25_all_pieces", "whole-text pieces (bm25s)", "-", ndcg(bm25s_run(doc_ids, doc_full, query_full, tokenizer)))
 
-    # the IDF-only baseline's binary document bags (`idf_only_matrices`; they do not depend on the weights)
-    binary, _ = idf_only_matrices(tokenizer, np.ones(dim, np.float32), texts, [])
+    # the document sides (they do not depend on the table): `idf_only_matrices`' saturated pieces
+    # (bm25_all), the binary bags it used before, and the saturated pieces of the content morphemes
+    saturated = saturated_documents(doc_full, dim)
+    binary = saturated.copy()
+    binary.data[:] = 1.0
     indexes = {
         "binary": SparseIndex(doc_ids, binary),
-        "bm25_all": SparseIndex(doc_ids, bm25_doc_matrix(doc_full, dim)),
-        "bm25_content": SparseIndex(doc_ids, bm25_doc_matrix(doc_content, dim)),
+        "bm25_all": SparseIndex(doc_ids, saturated),
+        "bm25_content": SparseIndex(doc_ids, saturated_documents(doc_content, dim)),
     }
 
     def score_table(label: str, weights: np.ndarray, settings: dict | None = None):
-        _, binary_queries = idf_only_matrices(tokenizer, weights, [], query_texts)  # the baseline's own query side
+        _, qmat = idf_only_matrices(tokenizer, weights, [], query_texts)  # the baseline's own query side
         for side, index in indexes.items():
-            qmat = binary_queries if side == "binary" else query_matrix(query_full, weights)
             add(f"idf_only [{label}, docs={side}]", side, label, ndcg(index.search(qmat, k=10)), settings)
 
     today = idf_vector(compute_idf(documents, tokenizer, TrendSettings()).idf, tokenizer)
     # today's IDF-only row exactly as bench_quality.py evaluates it (the loop's binary row must equal it)
     baseline = idf_only_system(tokenizer, today, doc_ids, texts, queries, qrels)["per_query_ndcg@10"]
-    add("idf_only (retrieval.idf_only_system)", "binary (idf_only_system)", "idf", baseline)
+    add("idf_only (retrieval.idf_only_system)", "bm25_all (idf_only_system)", "idf", baseline)
     score_table("idf", today)
     fallbacks = []
     for tags, exclude in (("", ()), ("/nocop", NO_COPULA)) if no_copula else (("", ()),):
         for share in SHARES:
             for idf in IDFS:
                 settings = morph_idf.MorphTableSettings(share=share, idf=idf, exclude_tags=exclude)
-                table = morph_idf.morph_query_table(documents, tokenizer, settings, analysis=table_analysis)
+                table = morph_idf.morph_query_table(morph_idf.document_texts(documents), tokenizer, settings, analysis=table_analysis)
                 if table.fell_back:
                     fallbacks.append(table.reason)
                 idf_vec, share_vec = idf_vector(table.idf, tokenizer), idf_vector(table.share, tokenizer)

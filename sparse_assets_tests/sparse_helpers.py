@@ -1,4 +1,4 @@
-"""Helpers for the sparse-model tests: the base IDF, the real teacher, one tiny trained model per session."""
+"""Helpers for the sparse-model tests: the base query table (as `idf_statistics` makes it), the real teacher, one tiny trained model per session."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from sparse_assets_tests.korquad_data import korquad_records
 def base_idf(base_folder: Path, documents) -> dict[int, float]:
     from transformers import AutoTokenizer
 
-    from sparse_assets.data.idf import TrendSettings, compute_idf
+    from sparse_assets.data.idf import TrendSettings
+    from sparse_assets.data.morph_idf import query_table
 
-    return compute_idf(list(documents), AutoTokenizer.from_pretrained(str(base_folder)), TrendSettings()).idf
+    return query_table(list(documents), AutoTokenizer.from_pretrained(str(base_folder)), TrendSettings())[0].idf
 
 
 _TEACHERS: dict[tuple, dict] = {}

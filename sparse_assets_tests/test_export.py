@@ -7,9 +7,10 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from sparse_assets.encoder.sparse_model import SparseModelError, load_sparse_encoder
+from sparse_assets.encoder.sparse_model import SparseModelError, load_sparse_encoder, query_weights
 from sparse_assets.export import export_opensearch
 from sparse_assets_tests.sparse_helpers import trained_tiny_model
 
@@ -65,8 +66,24 @@ def test_export_for_another_corpus_writes_that_corpus_idf(tiny, tmp_path):
     with zipfile.ZipFile(result["SPARSE_TOKENIZE"]["zip"]) as zf:
         idf = json.loads(zf.read("idf.json"))
     trained = json.loads((folder / "idf.json").read_text())
-    assert len(set(idf) - set(trained)) > 100  # the target corpus's own tokens get weights
-    assert idf != {t: w for t, w in trained.items() if t in idf}
+    assert sum(1 for t, w in idf.items() if w > 0 and trained[t] == 0) > 100  # the target corpus's own tokens get weights
+    assert idf != trained
+
+
+def test_idf_json_lists_the_whole_vocabulary_so_that_opensearch_serves_zeros_as_zeros(tiny):
+    """OpenSearch weighs a token missing from idf.json 1.0 (ml-commons SparseTokenizerModel), so the
+    model's idf.json lists every token: the pieces the corpus never had and the particle 의, which the
+    morphology table weighs down, are served as the model scores them."""
+    from sparse_assets.encoder.sparse_model import folder_tokenizer, read_idf_json
+
+    folder, *_ = tiny
+    idf = json.loads((folder / "idf.json").read_text())
+    tokenizer = folder_tokenizer(folder)
+    assert len(idf) == len(tokenizer.get_vocab())
+    assert sum(1 for w in idf.values() if w == 0) > len(idf) / 2  # never in the corpus: 0, not OpenSearch's 1.0
+    assert idf["의"] < 0.01 * max(idf.values())
+    assert sum(1 for w in idf.values() if w > 1.0) > 100  # the corpus's content pieces keep their IDF
+    np.testing.assert_allclose(read_idf_json(folder / "idf.json", tokenizer), query_weights(load_sparse_encoder(folder)), atol=1e-5)
 
 
 def test_export_needs_idf_json(tiny, tmp_path):

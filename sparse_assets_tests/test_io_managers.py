@@ -72,8 +72,10 @@ def test_round_trip_in_the_seed_layout_with_an_index(tmp_path, model_source):
     metadata = result.asset_materializations_for_node("documents")[0].metadata
     assert metadata["records"].value == 1 and "제목" in metadata["sample"].value
     assert metadata["sha256"].value == index["documents"]["sha256"]
-    # the step process's peak memory in MB (here the test's own process: the in-process executor)
-    assert 50 < metadata["step_peak_memory_mb"].value <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + 1
+    # the step process's peak memory in MB (here the test's own process, the in-process executor, or
+    # the largest child it waited for: an earlier test's subprocess)
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    assert 50 < metadata["step_peak_memory_mb"].value <= peak / 1024 + 1
     assert not list(root.rglob("*.tmp"))
     assert index["idf_statistics"]["sidecars"] == {"base_model/idf.json": content_hash(UPath(root / "base_model/idf.json"))[0]}
     rows = {row["name"]: row for row in DatasetManager(root).artifacts()}

@@ -56,6 +56,18 @@ def test_the_whole_graph_materializes_and_reports_the_comparison(pipeline, first
     assert pipeline.stale() == set()
 
 
+def test_the_query_table_weighs_particles_down_and_says_so(pipeline, first_run):
+    table = json.loads((pipeline.root / "base_model/idf.json").read_text())
+    for particle in ("의", "은", "는", "을", "를"):  # particles of every KorQuAD paragraph: about zero
+        assert table.get(particle, 0.0) < 0.01, (particle, table.get(particle))
+    nouns = [t for t in ("▁대통령", "▁교향곡", "▁작곡") if t in table]
+    assert nouns and all(table[t] > 1.0 for t in nouns)
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("idf_statistics"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["query_table"].value == "morphology" and metadata["morphology_fallback"].value == "none"
+    assert metadata["pieces_below_1pct_of_idf"].value > 10
+
+
 def test_llm_settings_changed_reruns_only_llm_and_enhanced_groups(pipeline, first_run):
     run = pipeline.materialize(selection=dg.AssetSelection.groups("llm_generated", "enhanced_model"), llm_seed=99)
     assert pipeline.materialized_in(run.run_id) == LLM_GROUP | ENHANCED_GROUP

@@ -76,7 +76,13 @@ def test_idf_only_matrices():
 
     weights = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float32)
     dmat, qmat = idf_only_matrices(Tok(), weights, ["1 1 2", "3"], ["2 3 3 0"])
-    assert dmat.toarray().tolist() == [[0, 1, 1, 0], [0, 0, 0, 1]]  # binary bag
+    # BM25 saturation and length normalisation (k1 1.5, b 0.75; lengths 3 and 1, average 2)
+    norm_long, norm_short = 1.5 * (0.25 + 0.75 * 1.5), 1.5 * (0.25 + 0.75 * 0.5)
+    expected = [[0, 2 * 2.5 / (2 + norm_long), 2.5 / (1 + norm_long), 0], [0, 0, 0, 2.5 / (1 + norm_short)]]
+    np.testing.assert_allclose(dmat.toarray(), expected, rtol=1e-6)
+    twice, once, short = dmat[0, 1], dmat[0, 2], dmat[1, 3]
+    assert once < twice < 2 * once  # a repeated piece counts more, saturating
+    assert short > once  # the same single occurrence counts more in a shorter document
     assert qmat.toarray().tolist() == [[0, 0, 2.0, 3.0]]  # IDF weights, each token once, specials dropped
 
 

@@ -33,6 +33,12 @@ How `share(t)` is counted (`MorphTableSettings.share`):
 `idf.compute_idf`) or ``"content"`` (df over the pieces of their content morphemes, the IDF of the
 BM25 probe; a piece never seen there gets no weight).
 
+Where it is used: `query_table` is the `idf_statistics` asset's table (idf.json, the query side of
+v1 and v2, and the IDF-only baseline's), with the default settings, picked on the dev sets' tuning
+questions (bench/query_table.md: fraction, all, power 1); the trend boosts of `idf.compute_idf`
+multiply it as they multiply plain IDF. `corpus_query_weights` re-fits a model's query side to another
+corpus. ``query_table: idf`` in the asset's config keeps plain IDF.
+
 Fallback: a corpus in which Kiwi finds no Hangul content morpheme (numbers or Latin script only, or no
 content at all) has nothing for the analysis to separate; it gets the plain IDF table and
 ``fell_back=True`` with the reason.
@@ -46,12 +52,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sparse_assets.data.idf import Tokenizer, bm25_idf, document_frequencies
+from sparse_assets.data.idf import IdfTable, Tokenizer, TrendSettings, bm25_idf, compute_idf, document_frequencies
 from sparse_assets.data.korean import CONTENT_TAG_PREFIXES, kiwi
 from sparse_assets.data.records import Document
 
 SHARES = ("fraction", "whole", "separate")
 IDFS = ("all", "content")
+QUERY_TABLES = ("morphology", "idf")  # the query table the models use: IDF x content share, or plain IDF
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 
 
@@ -112,17 +119,43 @@ def analyse(texts: Sequence[str]) -> list[list[Morpheme]]:
     return [[Morpheme(t.form, t.tag, t.start, t.start + t.len) for t in tokens] for tokens in kiwi().tokenize(list(texts))]
 
 
+def query_table(
+    documents: Sequence[Document], tokenizer: Tokenizer, trends: TrendSettings, kind: str = "morphology"
+) -> tuple[IdfTable, MorphQueryTable | None]:
+    """The query side of the inference-free models (the `idf_statistics` asset, idf.json):
+    `idf.compute_idf`'s BM25 IDF with trend boosts, and for ``kind="morphology"`` each piece's weight
+    times its content share (`MorphTableSettings()`: the variant picked on the dev sets' tuning
+    questions, bench/query_table.md). The second value is the morphology analysis (None for "idf")."""
+    if kind not in QUERY_TABLES:
+        raise ValueError(f"query table must be one of {QUERY_TABLES}, not {kind!r}")
+    table = compute_idf(documents, tokenizer, trends)
+    if kind == "idf":
+        return table, None
+    morph = morph_query_table(document_texts(documents), tokenizer)
+    power = morph.settings.power
+    weights = {token: weight * morph.share.get(token, 1.0) ** power for token, weight in table.idf.items()}
+    names = {token: name for name, token in zip(table.idf_by_token, table.idf)}
+    return IdfTable(weights, {names[t]: w for t, w in weights.items()}, table.boosts, table.documents), morph
+
+
+def corpus_query_weights(texts: Sequence[str], tokenizer: Tokenizer) -> dict[int, float]:
+    """The morphology query table of a corpus given as plain texts, without trend boosts (the query side
+    of a model moved to another corpus)."""
+    return morph_query_table(texts, tokenizer).weights
+
+
 def morph_query_table(
-    documents: Sequence[Document],
+    texts: Sequence[str],
     tokenizer: Tokenizer,
     settings: MorphTableSettings = MorphTableSettings(),
     analysis: Sequence[Sequence[Morpheme]] | None = None,
 ) -> MorphQueryTable:
-    """The morphology-aware query weights (see the module docstring) of `tokenizer`'s pieces over
-    `documents`. `analysis`: `analyse(document_texts(documents))` when already computed."""
-    if not documents:
+    """The morphology-aware query weights (see the module docstring) of `tokenizer`'s pieces over the
+    corpus `texts` (`document_texts` of its documents). `analysis`: `analyse(texts)` when already
+    computed."""
+    if not texts:
         raise ValueError("cannot compute a query table over an empty corpus")
-    texts = document_texts(documents)
+    texts = list(texts)
     analysis = analyse(texts) if analysis is None else analysis
     if len(analysis) != len(texts):
         raise ValueError(f"{len(analysis)} analysed texts for {len(texts)} documents")

@@ -42,7 +42,7 @@ _LLM = (
 )
 
 DOCUMENTS = code_version("data.corpus", "data.evalset", "data.korean")
-IDF_STATISTICS = code_version("data.idf")
+IDF_STATISTICS = code_version("data.idf", "data.morph_idf", "data.korean")
 BILINGUAL_SYNONYMS = code_version("data.bilingual_dictionary", "data.korean")
 PAIRS = code_version("training.pairs", "data.korean", "evaluation.bm25")
 DOCUMENT_EMBEDDINGS = code_version("training.teacher", "store.vector_store", "encoder.sparse_model")

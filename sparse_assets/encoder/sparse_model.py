@@ -155,7 +155,7 @@ def idf_vector(idf: Mapping, tokenizer) -> np.ndarray:
 def _write_token_json(path: Path, values: np.ndarray, ids: np.ndarray, tokenizer) -> Path:
     """{token string: value} of the vocabulary ids `ids` (the format of OpenSearch's idf.json)."""
     token_of = {i: t for t, i in tokenizer.get_vocab().items()}
-    path.write_text(json.dumps({token_of[i]: round(float(values[i]), 6) for i in ids}, ensure_ascii=False))
+    path.write_text(json.dumps({token_of[i]: round(float(values[i]), 6) for i in ids if i in token_of}, ensure_ascii=False))
     return path
 
 
@@ -171,8 +171,11 @@ def _read_token_json(path: Path, tokenizer, allowed_unknown_share: float, fix: s
 
 
 def write_idf_json(folder: Path, weights: np.ndarray, tokenizer) -> Path:
-    """idf.json (token string -> weight, OpenSearch format) for the non-zero weights."""
-    return _write_token_json(Path(folder) / IDF_FILE, weights, np.flatnonzero(weights), tokenizer)
+    """idf.json (token string -> weight, OpenSearch format) over the whole vocabulary, zeros included.
+    OpenSearch's SPARSE_TOKENIZE weighs a token that idf.json lacks 1.0 (ml-commons
+    SparseTokenizerModel: ``idf.getOrDefault(token, 1.0f)``), so a token this model weighs 0 (a particle
+    piece of the morphology table, a piece the corpus never had) is served as 0 only when written."""
+    return _write_token_json(Path(folder) / IDF_FILE, weights, np.arange(len(weights)), tokenizer)
 
 
 def write_query_token_scale(folder: Path, scale: np.ndarray, tokenizer) -> Path | None:
@@ -202,14 +205,14 @@ def read_idf_json(path: Path, tokenizer) -> np.ndarray:
     return idf_vector(_read_token_json(path, tokenizer, 0.01, fix), tokenizer)
 
 
-def corpus_idf_weights(tokenizer, texts: Sequence[str]) -> np.ndarray:
-    """The query-side weights for a corpus: the BM25 IDF of every token the texts use (the formula
-    of sparse_assets.data.idf, without trend boosts), as a vocabulary-sized vector."""
-    from sparse_assets.data.idf import bm25_idf, document_frequencies
+def corpus_query_weights(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """The query-side weights for a corpus, as a vocabulary-sized vector: the morphology query table
+    of `idf_statistics`' default (`morph_idf.corpus_query_weights`: BM25 IDF times each piece's share
+    inside Kiwi's content morphemes; no trend boosts) over `texts`. A model trained on the plain IDF
+    table (``query_table: idf``) is re-fitted to this table too."""
+    from sparse_assets.data.morph_idf import corpus_query_weights as table
 
-    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if len(texts) else []
-    df = document_frequencies(ids, set(tokenizer.all_special_ids))
-    return idf_vector({t: bm25_idf(n, len(ids)) for t, n in df.items()}, tokenizer)
+    return idf_vector(table(list(texts), tokenizer) if len(texts) else {}, tokenizer)
 
 
 # ----------------------------------------------------------------------------- building and loading
@@ -312,12 +315,12 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
 
 
 def with_corpus_statistics(model, texts: Sequence[str]):
-    """The model re-fitted to a corpus: query-side IDF (times the multipliers training learned, see
+    """The model re-fitted to a corpus: query-side table (times the multipliers training learned, see
     `write_query_token_scale`) and the length pivot computed over `texts` (what `idf_statistics` does
     for the training corpus). The document weights are unchanged."""
     tokenizer = model_tokenizer(model)
     if is_inference_free(model):
-        set_query_weights(model, corpus_idf_weights(tokenizer, texts) * getattr(model, "query_token_scale", 1.0))
+        set_query_weights(model, corpus_query_weights(tokenizer, texts) * getattr(model, "query_token_scale", 1.0))
     length = document_length_normalization(model)
     if length is not None and len(texts):
         windows, _ = token_windows(tokenizer, texts, document_module(model)[0].max_seq_length)

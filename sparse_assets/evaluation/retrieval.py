@@ -165,27 +165,47 @@ def _bm25_row_and_run(doc_ids, doc_texts, queries, qrels, k: int, content_only: 
     return _row("bm25" if content_only else "bm25_all_morphemes", qrels, run, None, None, 0.0, seconds), run
 
 
+IDF_ONLY_K1, IDF_ONLY_B = 1.5, 0.75  # bm25s' defaults, as BM25-Kiwi indexes
+
+
 def idf_only_matrices(tokenizer, weights: np.ndarray, doc_texts: Sequence[str], queries: Sequence[str]):
-    """IDF-only baseline: binary bag of each document's tokens; query = IDF weights of its tokens."""
-    dim = len(weights)
-    rows, cols = [], []
-    for start in range(0, len(doc_texts), 256):
-        for i, ids in enumerate(tokenizer(list(doc_texts[start : start + 256]), add_special_tokens=False)["input_ids"]):
-            u = np.unique(ids)
-            rows.append(np.full(len(u), start + i))
-            cols.append(u)
-    r, c = (np.concatenate(rows), np.concatenate(cols)) if rows else (np.zeros(0, int), np.zeros(0, int))
-    dmat = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(doc_texts), dim))
+    """The IDF-only baseline, the inference-free model before any training: a document is its own
+    pieces with BM25's saturation and length normalisation, tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
+    k1 1.5, b 0.75 (the floor a document side should never fall below: with the morphology query table,
+    NDCG@10 0.870 on msmarco_ko's held-out questions against 0.806 for binary bags, bench/query_table.md);
+    a query is its unique pieces weighted by `weights` (the query table), specials dropped."""
     special = set(tokenizer.all_special_ids)
+    doc_pieces = []
+    for start in range(0, len(doc_texts), 256):
+        ids = tokenizer(list(doc_texts[start : start + 256]), add_special_tokens=False)["input_ids"]
+        doc_pieces += [[t for t in row if t not in special] for row in ids]
+    dmat = saturated_documents(doc_pieces, len(weights))
     qr, qc, qv = [], [], []
     for i, ids in enumerate(tokenizer(list(queries), add_special_tokens=False)["input_ids"] if queries else []):
-        for t in set(ids) - special:
+        for t in sorted(set(ids) - special):
             if weights[t] > 0:
                 qr.append(i)
                 qc.append(t)
                 qv.append(weights[t])
-    qmat = sp.csr_matrix((np.array(qv, dtype=np.float32), (qr, qc)), shape=(len(queries), dim))
+    qmat = sp.csr_matrix((np.array(qv, dtype=np.float32), (qr, qc)), shape=(len(queries), len(weights)))
     return dmat, qmat
+
+
+def saturated_documents(doc_pieces: Sequence[Sequence[int]], dim: int) -> sp.csr_matrix:
+    """Each document's token ids with BM25 saturation and length normalisation (`idf_only_matrices`)."""
+    lengths = np.array([len(p) for p in doc_pieces], dtype=np.float32)
+    average = max(float(lengths.mean()), 1e-9) if len(lengths) else 1.0
+    rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for i, pieces in enumerate(doc_pieces):
+        if not len(pieces):
+            continue
+        terms, tf = np.unique(np.asarray(pieces, dtype=np.int64), return_counts=True)
+        norm = IDF_ONLY_K1 * (1 - IDF_ONLY_B + IDF_ONLY_B * lengths[i] / average)
+        rows.append(np.full(len(terms), i))
+        cols.append(terms)
+        vals.append((tf * (IDF_ONLY_K1 + 1) / (tf + norm)).astype(np.float32))
+    data = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
+    return sp.csr_matrix(data, shape=(len(doc_pieces), dim), dtype=np.float32)
 
 
 def evaluation_vocabulary(tokenizer, doc_texts: Sequence[str], query_matrix) -> np.ndarray:
@@ -250,16 +270,16 @@ def _hybrid_row(name: str, qrels, bm25_run, sparse_run, settings: HybridSettings
 
 
 def model_idf(folder: Path, texts: Sequence[str] | None = None) -> tuple:
-    """(tokenizer, IDF weights) of a model folder: its idf.json, or the IDF of `texts` (a corpus the
-    model is moved to) with its tokenizer."""
-    from sparse_assets.encoder.sparse_model import corpus_idf_weights, folder_tokenizer, read_idf_json
+    """(tokenizer, query weights) of a model folder: its idf.json, or the query table of `texts` (a
+    corpus the model is moved to) with its tokenizer."""
+    from sparse_assets.encoder.sparse_model import corpus_query_weights, folder_tokenizer, read_idf_json
 
     tokenizer = folder_tokenizer(folder)
-    return tokenizer, corpus_idf_weights(tokenizer, texts) if texts is not None else read_idf_json(Path(folder) / "idf.json", tokenizer)
+    return tokenizer, corpus_query_weights(tokenizer, texts) if texts is not None else read_idf_json(Path(folder) / "idf.json", tokenizer)
 
 
 def idf_only_system(tokenizer, weights: np.ndarray, doc_ids, texts, queries, qrels, k: int = 100) -> dict:
-    """The IDF-only baseline: documents and queries as their tokens weighted by `weights`."""
+    """The IDF-only baseline (`idf_only_matrices`): the query table `weights` over the documents' own pieces."""
     dmat, qmat = idf_only_matrices(tokenizer, weights, texts, [])
     t = time.perf_counter()
     _, qmat = idf_only_matrices(tokenizer, weights, [], [q["query"] for q in queries])

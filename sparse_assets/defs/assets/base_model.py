@@ -5,12 +5,12 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import dagster as dg
 
 from sparse_assets.bounds import Ge, Gt, Le, Lt
-from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf
+from sparse_assets.data import bilingual_dictionary, corpus, evalset, idf, morph_idf
 from sparse_assets.defs import code_versions
 from sparse_assets.defs.assets.settings_config import SettingsConfig, config_from_settings, settings_from_config
 from sparse_assets.defs.assets.training import SparseTrainingConfig, sparse_model_asset, train_model_asset
@@ -133,18 +133,23 @@ class IdfConfig(SettingsConfig):
     growth_ratio: Annotated[float, Gt(1)] = 2.0
     min_recent_df: Annotated[int, Ge(1)] = 3
     max_boost: Annotated[float, Ge(1)] = 1.5
+    # "morphology": IDF x the share of each piece inside Kiwi's content morphemes; "idf": plain IDF
+    query_table: Literal["morphology", "idf"] = "morphology"
 
 
 @dg.asset(group_name=BASE_GROUP, io_manager_key="pickle_io_manager", code_version=code_versions.IDF_STATISTICS)
 def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documents: list[dict], base_encoder: BaseEncoder):
-    """Inverse document frequency per token id of the base encoder's tokenizer,
+    """The inference-free models' query table per token id of the base encoder's tokenizer: BM25 IDF,
     ln(1 + (N - df + 0.5) / (df + 0.5)), with bounded trend boosts (configured keywords; terms whose
-    recent frequency outgrows their past one). Also written as idf.json (token -> weight, OpenSearch format)."""
+    recent frequency outgrows their past one), times the share of each piece's occurrences inside Kiwi's
+    content morphemes (`query_table: morphology`, the default: particle and ending pieces such as 의
+    or 기는 of 임기는 go to about zero; sparse_assets.data.morph_idf). Also written as idf.json
+    (token -> weight, OpenSearch format)."""
     tokenizer = base_encoder.tokenizer()
     trends = idf.TrendSettings(
         tuple(config.trend_keywords), config.keyword_boost, config.recent_days, config.growth_ratio, config.min_recent_df, config.max_boost
     )
-    table = idf.compute_idf(documents, tokenizer, trends)
+    table, morphology = morph_idf.query_table(documents, tokenizer, trends, config.query_table)
     ranked = sorted(table.idf_by_token.items(), key=lambda kv: kv[1])
     context.add_output_metadata(
         {
@@ -153,12 +158,31 @@ def idf_statistics(context: dg.AssetExecutionContext, config: IdfConfig, documen
             "vocabulary_coverage": round(len(table.idf) / len(tokenizer), 4),
             "documents": table.documents,
             "base_encoder": base_encoder.model,
+            **morphology_metadata(config.query_table, morphology),
             "most_common_tokens (lowest idf)": dg.MetadataValue.md(markdown_table([{"token": t, "idf": w} for t, w in ranked[:10]])),
             "rarest_tokens (highest idf)": dg.MetadataValue.md(markdown_table([{"token": t, "idf": w} for t, w in ranked[-10:]])),
             "boosted_tokens": dg.MetadataValue.md(markdown_table([{"token": t, "boost": b} for t, b in sorted(table.boosts.items())[:50]])),
         }
     )
     return WithSidecars(value=table.idf, sidecars={"idf.json": table.idf_by_token})
+
+
+def morphology_metadata(kind: str, morphology) -> dict:
+    """What the morphology table did: whether it fell back to plain IDF (and why), how many pieces it
+    weighed down to under 1% of their IDF, and the most frequent of them."""
+    if morphology is None:
+        return {"query_table": kind}
+    down = sorted((t for t, s in morphology.share.items() if s < 0.01), key=lambda t: morphology.idf[t])[:15]
+    names = dict(zip(morphology.weights, morphology.weights_by_token))
+    return {
+        "query_table": "idf (morphology fell back)" if morphology.fell_back else kind,
+        "morphology_fallback": morphology.reason or "none",
+        "content_morphemes": morphology.content_morphemes,
+        "pieces_below_1pct_of_idf": morphology.stats["pieces_below_1pct_of_idf"],
+        "weighed_down_pieces (most frequent)": dg.MetadataValue.md(
+            markdown_table([{"token": names[t], "idf": morphology.idf[t], "content_share": morphology.share[t]} for t in down])
+        ),
+    }
 
 
 class SynonymsConfig(SettingsConfig):
