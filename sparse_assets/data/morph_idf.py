@@ -132,10 +132,9 @@ def query_table(
     if kind == "idf":
         return table, None
     morph = morph_query_table(document_texts(documents), tokenizer)
-    power = morph.settings.power
-    weights = {token: weight * morph.share.get(token, 1.0) ** power for token, weight in table.idf.items()}
-    names = {token: name for name, token in zip(table.idf_by_token, table.idf)}
-    return IdfTable(weights, {names[t]: w for t, w in weights.items()}, table.boosts, table.documents), morph
+    weights = _weighed(table.idf, morph.share, morph.settings.power)
+    by_token = dict(zip(tokenizer.convert_ids_to_tokens(list(weights)), weights.values()))
+    return IdfTable(weights, by_token, table.boosts, table.documents), morph
 
 
 def corpus_query_weights(texts: Sequence[str], tokenizer: Tokenizer) -> dict[int, float]:
@@ -211,8 +210,14 @@ def _aligned_shares(texts, full_ids, offsets, contents, ignore: set[int], whole:
     return {t: inside[t] / c for t, c in total.items()}
 
 
+def _weighed(idf: dict[int, float], share: dict[int, float], power: float) -> dict[int, float]:
+    """The table's formula, in token id order: each piece's IDF times its content share to `power` (a
+    piece without a share keeps its IDF)."""
+    return {t: idf[t] * share.get(t, 1.0) ** power for t in sorted(idf)}
+
+
 def _table(tokenizer, idf, share, n, settings, fell_back, reason, hangul) -> MorphQueryTable:
-    weights = {t: idf[t] * share.get(t, 1.0) ** settings.power for t in sorted(idf)}
+    weights = _weighed(idf, share, settings.power)
     names = tokenizer.convert_ids_to_tokens(list(weights))
     zeroed = sum(1 for t in weights if weights[t] < 0.01 * idf[t]) if idf else 0
     return MorphQueryTable(
