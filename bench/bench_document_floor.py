@@ -1,6 +1,6 @@
 """Probe for a document side that never does worse than its own words (issue 26, step 2), before any
 training change: each trained v1's document vectors plus lam x a floor, the document's own pieces with
-BM25 saturation (`retrieval.saturated_documents`, IDF-only's document side), scored with v1's own query
+BM25 saturation (`saturation.saturated_documents`, IDF-only's document side), scored with v1's own query
 side on each set's tuning and held-out questions. The floor is scaled to the mean weight of v1's
 document vectors, so lam 1 gives both the same mean.
 

@@ -96,6 +96,7 @@ def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
 
     from sparse_assets.data import morph_idf
     from sparse_assets.data.idf import TrendSettings, compute_idf
+    from sparse_assets.encoder.saturation import saturated_documents
     from sparse_assets.encoder.sparse_model import document_text, idf_vector
     from sparse_assets.evaluation.retrieval import (
         SparseIndex,
@@ -104,7 +105,6 @@ def evaluate_set(name: str, tokenizer, log, no_copula: bool = False) -> dict:
         idf_only_system,
         per_query_metrics,
         qrels_from_queries,
-        saturated_documents,
     )
 
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 - SPARSE_ENCODING zip: ``<name>.pt`` (TorchScript: input_ids, attention_mask -> [batch, vocab] document
   weights over the full vocabulary, log1p(relu(MLM logits)) max-pooled over tokens, divided by the
-  pivoted length normalisation of the model) + ``tokenizer.json``;
+  pivoted length normalisation of the model, plus its lexical floor) + ``tokenizer.json``;
 - SPARSE_TOKENIZE zip: ``tokenizer.json`` + ``idf.json`` (the inference-free query side: the model's,
   or with ``corpus_texts`` the IDF of the target corpus, which is what OpenSearch should weight by);
 - ``register_<function>.json`` per zip: the body of ``POST /_plugins/_ml/models/_register`` with the zip's
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sparse_assets.encoder.sparse_model import (
     SparseModelError,
+    document_floor,
     document_length_normalization,
     document_module,
     folder_tokenizer,
@@ -33,22 +34,27 @@ from sparse_assets.encoder.sparse_model import (
 FUNCTIONS = ("SPARSE_ENCODING", "SPARSE_TOKENIZE")
 
 
-def _module(mlm, slope: float, pivot: float, vocabulary: int):
+def _module(mlm, slope: float, pivot: float, vocabulary: int, floor=None):
+    """`floor`: the model's LexicalFloor (or None), added after the length normalisation as in the model."""
     import torch
 
     class SparseDocumentEncoder(torch.nn.Module):
-        def __init__(self, mlm):
+        def __init__(self, mlm, floor):
             super().__init__()
             self.mlm = mlm
+            self.floor = floor
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask)[0]
             weights = torch.log1p(torch.relu(logits)) * attention_mask.unsqueeze(-1).to(logits.dtype)
             tokens = attention_mask.sum(dim=1, keepdim=True).to(logits.dtype)
             pooled = weights.max(dim=1).values[:, :vocabulary]  # the MLM's padding rows past the vocabulary have no token
-            return pooled / (1.0 - slope + slope * tokens / pivot)
+            pooled = pooled / (1.0 - slope + slope * tokens / pivot)
+            if self.floor is None:
+                return pooled
+            return pooled + self.floor.weights(input_ids, attention_mask, vocabulary).to(pooled.dtype)
 
-    return SparseDocumentEncoder(mlm)
+    return SparseDocumentEncoder(mlm, floor)
 
 
 def sha256_file(path: Path) -> str:
@@ -70,7 +76,7 @@ def trace_document_encoder(model, out_file: Path, max_length: int = 128):
     mlm = doc.auto_model.eval()
     mlm.config.torchscript = True
     tok = doc.tokenizer
-    wrapper = _module(mlm, length.slope if length else 0.0, length.pivot if length else 1.0, len(tok)).eval()
+    wrapper = _module(mlm, length.slope if length else 0.0, length.pivot if length else 1.0, len(tok), document_floor(model)).eval()
     example = tok(["예시 문서 텍스트 입니다", "두 번째"], padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     with torch.no_grad():
         traced = torch.jit.trace(wrapper, (example["input_ids"], example["attention_mask"]), strict=False, check_trace=False)

@@ -71,7 +71,7 @@ def test_idf_only_matrices():
     class Tok:
         all_special_ids: ClassVar[list[int]] = [0]
 
-        def __call__(self, texts, add_special_tokens=False):
+        def __call__(self, texts, add_special_tokens=False, verbose=True):
             return {"input_ids": [[int(c) for c in t.split()] for t in texts]}
 
     weights = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float32)

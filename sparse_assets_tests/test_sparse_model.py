@@ -15,7 +15,10 @@ from sparse_assets.encoder.sparse_model import (
     SparseModelError,
     SparseTrainingSettings,
     build_sparse_encoder,
+    document_floor,
+    document_floor_matrix,
     document_module,
+    document_text,
     encode_documents,
     encode_queries,
     folder_tokenizer,
@@ -169,6 +172,13 @@ def test_checks_fail_on_a_collapsed_model(tiny, tmp_path):
     save_file(state, str(weights_file))
     queries = [{"id": f"q{i}", "query": p["query"], "positive_id": p["positive_id"]} for i, p in enumerate(pairs[:40])]
     idf_row, row = evaluate_systems(docs, queries, models={"collapsed": collapsed}, bm25=False, idf_only=model_idf(collapsed))
+    # its lexical floor holds: a collapsed head leaves the documents' own pieces, the IDF-only baseline
+    assert row["ndcg@10"] == pytest.approx(idf_row["ndcg@10"], abs=1e-9) and row["zero_doc_share"] == 0.0
+    router = json.loads((collapsed / "router_config.json").read_text())  # without the floor: empty documents
+    floor_module = router["structure"]["document"].pop()
+    del router["types"][floor_module]
+    (collapsed / "router_config.json").write_text(json.dumps(router))
+    idf_row, row = evaluate_systems(docs, queries, models={"collapsed": collapsed}, bm25=False, idf_only=model_idf(collapsed))
     validation = {**row, "idf_only_mrr@10": idf_row["mrr@10"]}
     assert validation["zero_doc_share"] == 1.0 and validation["doc_active_dims"] == 0.0
     # the training asset's check results fail every check on these numbers, at the default bounds
@@ -273,15 +283,47 @@ def test_length_normalisation_divides_by_the_pivoted_length(tiny):
     slope = length.slope
     texts = [docs[0]["text"][:100], " ".join(d["text"] for d in docs[:3])]
     tokens = np.array([sum(len(w) for w, o in zip(*token_windows(model_tokenizer(model), texts, 128)) if o == i) for i in range(2)])
-    normalised = encode_documents(model, texts).toarray()
+    floor = document_floor_matrix(model, texts).toarray()  # added after the division (test below)
+    normalised = encode_documents(model, texts).toarray() - floor
     with torch.no_grad():
         length.slope_parameter.fill_(0.0)
-    raw = encode_documents(model, texts).toarray()
+    raw = encode_documents(model, texts).toarray() - floor
     expected = 1 - slope + slope * tokens / length.pivot
     for i in range(2):
         active = raw[i] > 0
         np.testing.assert_allclose(raw[i][active] / normalised[i][active], expected[i], rtol=1e-4)
     assert expected[0] < 1 < expected[1]
+
+
+def test_a_document_keeps_its_own_pieces_under_its_expansion(tiny, base_encoder_dir, tmp_path):
+    """The lexical floor: every piece a document holds weighs at least `document_floor` x its BM25
+    saturation (tf (k1 + 1) / (tf + k1 (1 - b + b dl / pivot)), pivot the training corpus' mean piece
+    count), over all windows of a long document, and what the head adds is >= 0; `document_floor` 0
+    builds a model without it."""
+    from sparse_assets.encoder.saturation import K1, B, document_pieces
+
+    folder, _, docs, _, _ = tiny
+    model = load_sparse_encoder(folder)
+    floor = document_floor(model)
+    tok = model_tokenizer(model)
+    pieces = document_pieces(tok, [document_text(d) for d in docs])
+    assert floor.weight == SparseTrainingSettings().document_floor == 1.0
+    assert floor.pivot == pytest.approx(np.mean([len(p) for p in pieces]), rel=1e-6)  # fitted to the training corpus, saved
+    texts = [docs[0]["text"], " ".join(d["text"] for d in docs[:4]), "서울 서울 서울 부산"]  # one window, several, repeats
+    dmat = encode_documents(model, texts).toarray()
+    for text, row in zip(texts, dmat):
+        own = document_pieces(tok, [text])[0]
+        terms, tf = np.unique(own, return_counts=True)
+        expected = floor.weight * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(own) / floor.pivot))
+        assert (row[terms] >= expected - 1e-5).all()
+    head = dmat - document_floor_matrix(model, texts).toarray()
+    assert head.min() > -1e-5 and (head > 0).sum() > 100  # the expansion adds, and the head still expands
+    seoul, busan = tok("서울 부산", add_special_tokens=False)["input_ids"]
+    lexical = document_floor_matrix(model, texts[2:]).toarray()[0]
+    assert lexical[busan] < lexical[seoul] < 3 * lexical[busan]  # three counts saturate
+    mlm = prepare_mlm_folder(base_encoder_dir, tmp_path / "mlm", tiny_settings())
+    without = build_sparse_encoder(mlm, np.ones(len(tok), dtype=np.float32), tiny_settings(document_floor=0.0))
+    assert document_floor(without) is None and document_floor_matrix(without, texts) is None
 
 
 def test_a_model_moved_to_another_corpus_takes_its_idf_and_keeps_unseen_tokens(tiny):

@@ -28,6 +28,8 @@ _TRAINING = (
     "training.pairs",
     "encoder.sparse_model",
     "encoder.length_normalization",
+    "encoder.lexical_floor",
+    "encoder.saturation",
     "encoder.mlm_base",
 )
 _LLM = (
@@ -50,4 +52,6 @@ TEACHER_SCORES = code_version("training.teacher", "evaluation.bm25", "data.korea
 MODEL = code_version(*_TRAINING)
 SYNTHETIC_QUERIES = code_version(*_LLM, "llm.filters", "training.pairs")
 ENHANCED_SYNONYMS = code_version(*_LLM, "llm.synonyms")
-COMPARISON = code_version("evaluation.retrieval", "evaluation.comparison", "evaluation.hybrid", "evaluation.bm25", "encoder.sparse_model")
+COMPARISON = code_version(
+    "evaluation.retrieval", "evaluation.comparison", "evaluation.hybrid", "evaluation.bm25", "encoder.sparse_model", "encoder.saturation"
+)

@@ -4,7 +4,8 @@ encoding.
 
 Inference-free: query = its tokens weighted by IDF (`SparseStaticEmbedding`, frozen), document =
 masked-LM logits -> log1p(relu) -> max over tokens (`Transformer(fill-mask)` + `SpladePooling`) ->
-pivoted length normalisation (`PivotedLengthNormalization`). The MLM head is tied to the input
+pivoted length normalisation (`PivotedLengthNormalization`) -> plus the document's own pieces,
+BM25-saturated (`LexicalFloor`). The MLM head is tied to the input
 embeddings; its output bias starts at ``output_bias`` (about -7) so that the untrained model is close
 to "each document token marks itself" (near IDF-only).
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from sparse_assets.bounds import Ge, Gt, Le, Lt, check_bounds
 from sparse_assets.encoder.mlm_base import BaseEncoderError, validate_mlm_folder
+from sparse_assets.encoder.saturation import document_pieces, mean_length, saturated_documents
 
 IDF_FILE = "idf.json"
 QUERY_SCALE_FILE = "query_token_scale.json"  # learned multipliers of the query tokens' IDF
@@ -81,6 +83,9 @@ class SparseTrainingSettings:
     flops_vocab_sample: Annotated[int, Ge(1)] = 128  # frozen path: vocabulary columns sampled per step for the FLOPS estimate
     hidden_cache_dir: str | None = None  # frozen path: keep the encoder's token states on disk between runs
     hidden_cache_limit_gb: Annotated[float, Gt(0)] = 4.0  # frozen path: beyond this, the least recently used token states are deleted
+    document_floor: Annotated[float, Ge(0)] = (
+        1.0  # inference-free: weight of the document's own pieces (BM25-saturated) under its expansion; 0 = none
+    )
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -261,6 +266,7 @@ def build_sparse_encoder(
     from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
 
     from sparse_assets.encoder.length_normalization import PivotedLengthNormalization
+    from sparse_assets.encoder.lexical_floor import LexicalFloor
 
     doc = Transformer(str(mlm_folder), transformer_task="fill-mask", max_seq_length=settings.max_length)
     pooling = SpladePooling(pooling_strategy="max", activation_function=settings.activation)
@@ -272,7 +278,10 @@ def build_sparse_encoder(
     length = PivotedLengthNormalization(slope, length_pivot, trainable=settings.train_length_slope)
     query = SparseStaticEmbedding(tokenizer=doc.tokenizer, weight=torch.tensor(idf_weights, dtype=torch.float32), frozen=True)
     query.max_seq_length = settings.query_max_length
-    router = Router.for_query_document(query_modules=[query], document_modules=[doc, pooling, length])
+    document = [doc, pooling, length]
+    if settings.document_floor > 0:  # its pivot is fitted to the corpus (`fit_document_floor`)
+        document.append(LexicalFloor(settings.document_floor, special_ids=doc.tokenizer.all_special_ids))
+    router = Router.for_query_document(query_modules=[query], document_modules=document)
     return SparseEncoder(modules=[router], similarity_fn_name="dot", device=device)
 
 
@@ -293,6 +302,7 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
     from sentence_transformers.sparse_encoder import SparseEncoder
 
     from sparse_assets.encoder.length_normalization import PivotedLengthNormalization
+    from sparse_assets.encoder.lexical_floor import LexicalFloor
 
     folder = Path(folder)
     if not (folder / "modules.json").exists():
@@ -300,7 +310,7 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
             f"{folder} has no modules.json: not a saved SparseEncoder folder (train one with the "
             "neural_sparse_v1_model asset, or point --model at its folder)"
         )
-    own = {f"{PivotedLengthNormalization.__module__}.{PivotedLengthNormalization.__name__}": PivotedLengthNormalization}
+    own = {f"{c.__module__}.{c.__name__}": c for c in (PivotedLengthNormalization, LexicalFloor)}
     foreign = [t for t in _declared_module_types(folder) if t not in own and not t.startswith("sentence_transformers.")]
     if foreign:
         raise SparseModelError(
@@ -316,8 +326,9 @@ def load_sparse_encoder(folder: Path, device: str | None = None):
 
 def with_corpus_statistics(model, texts: Sequence[str]):
     """The model re-fitted to a corpus: query-side table (times the multipliers training learned, see
-    `write_query_token_scale`) and the length pivot computed over `texts` (what `idf_statistics` does
-    for the training corpus). The document weights are unchanged."""
+    `write_query_token_scale`) and the length pivots (length normalisation, document floor) computed
+    over `texts` (what `idf_statistics` and training do for the training corpus). The masked-LM head's
+    weights are unchanged."""
     tokenizer = model_tokenizer(model)
     if is_inference_free(model):
         set_query_weights(model, corpus_query_weights(tokenizer, texts) * getattr(model, "query_token_scale", 1.0))
@@ -325,7 +336,40 @@ def with_corpus_statistics(model, texts: Sequence[str]):
     if length is not None and len(texts):
         windows, _ = token_windows(tokenizer, texts, document_module(model)[0].max_seq_length)
         length.pivot = float(sum(len(w) for w in windows)) / len(texts)
+    fit_document_floor(model, texts)
     return model
+
+
+def document_floor(model):
+    """The document side's LexicalFloor, or None."""
+    from sparse_assets.encoder.lexical_floor import LexicalFloor
+
+    return next((m for m in document_modules(model) if isinstance(m, LexicalFloor)), None)
+
+
+def fit_document_floor(model, texts: Sequence[str]) -> None:
+    """The floor's length pivot: the mean piece count of `texts`."""
+    floor = document_floor(model)
+    if floor is not None and len(texts):
+        floor.pivot = mean_length(document_pieces(model_tokenizer(model), texts))
+
+
+def document_floor_matrix(model, texts: Sequence[str]):
+    """CSR [texts, vocab]: the model's floor over every piece of each text (all its windows:
+    `LexicalFloor` sees one), or None for a model without one."""
+    floor = document_floor(model)
+    if floor is None:
+        return None
+    pieces = document_pieces(model_tokenizer(model), texts)
+    return floor.weight * saturated_documents(pieces, model.get_embedding_dimension(), floor.pivot)
+
+
+def add_document_floor(model, texts: Sequence[str], matrix):
+    """CSR `matrix` (document vectors of `texts`) plus the model's floor (`document_floor_matrix`)."""
+    import scipy.sparse as sp
+
+    floor = document_floor_matrix(model, texts)
+    return matrix if floor is None else sp.csr_matrix(matrix + floor, dtype=np.float32)
 
 
 def folder_tokenizer(folder: Path):
@@ -543,7 +587,8 @@ COLUMN_CHUNK = 16384  # vocabulary columns per logits block: bounds memory with 
 def encode_documents(model, texts: Sequence[str], max_length: int | None = None, batch_size: int | None = None, vocabulary=None):
     """scipy CSR [n_docs, vocab]: each text tokenized once and cut into windows of `max_length`
     tokens, windows encoded in length-sorted batches and max-pooled per text, then divided by the
-    model's length normalisation (with the text's token count over all its windows). The SPLADE max
+    model's length normalisation (with the text's token count over all its windows), plus its document
+    floor over all the text's pieces (`add_document_floor`). The SPLADE max
     is taken over each window's raw logits and only then activated (log1p(relu) is monotonic): the
     vectors of SparseEncoder.encode_document for texts that fit one window.
 
@@ -582,13 +627,13 @@ def encode_documents(model, texts: Sequence[str], max_length: int | None = None,
             cols.append(columns[c].cpu().numpy())
             vals.append(pooled[r, c].cpu().numpy())
     if not rows:
-        return sp.csr_matrix((len(texts), dim), dtype=np.float32)
+        return add_document_floor(model, texts, sp.csr_matrix((len(texts), dim), dtype=np.float32))
     # several windows of one document are max-pooled (not summed)
     matrix = _max_pool_rows(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(texts), dim))
     if length is not None:
         divisor = length.factor(torch.from_numpy(tokens).float()).detach().numpy()
         matrix = sp.diags((1.0 / divisor).astype(np.float32)) @ matrix
-    return sp.csr_matrix(matrix, dtype=np.float32)
+    return add_document_floor(model, texts, sp.csr_matrix(matrix, dtype=np.float32))
 
 
 def _max_pool_rows(rows, cols, vals, shape):

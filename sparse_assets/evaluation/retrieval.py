@@ -3,7 +3,7 @@
 - `SparseIndex`: an inverted index (scipy CSC: one posting column per vocabulary term) over document
   vectors; `search` scores each query vector term at a time (as BM25 engines do) and returns the top k.
 - Systems: a trained model folder (its own query side: IDF bag or SPLADE), the IDF-only baseline
-  (binary bag of the document's subword tokens, query = IDF weights), BM25 over Kiwi morphemes, and
+  (the document's own pieces, BM25-saturated; query = the query table), BM25 over Kiwi morphemes, and
   hybrids of BM25 with a model (OpenSearch's min-max + weighted arithmetic mean, `hybrid`).
 - Metrics with ir-measures: NDCG@10, RR@10 (MRR@10), R@10, R@100; plus FLOPS (expected number of
   multiplications per query-document pair, the SPLADE paper's sum_v p_q(v) p_d(v)), mean active
@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sparse_assets.data.records import Document
+from sparse_assets.encoder.saturation import document_pieces, saturated_documents
 from sparse_assets.evaluation.hybrid import Hits, HybridSettings, hybrid_run
 
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@10": "R@10", "recall@100": "R@100"}
@@ -165,21 +166,14 @@ def _bm25_row_and_run(doc_ids, doc_texts, queries, qrels, k: int, content_only: 
     return _row("bm25" if content_only else "bm25_all_morphemes", qrels, run, None, None, 0.0, seconds), run
 
 
-IDF_ONLY_K1, IDF_ONLY_B = 1.5, 0.75  # bm25s' defaults, as BM25-Kiwi indexes
-
-
 def idf_only_matrices(tokenizer, weights: np.ndarray, doc_texts: Sequence[str], queries: Sequence[str]):
     """The IDF-only baseline, the inference-free model before any training: a document is its own
-    pieces with BM25's saturation and length normalisation, tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
-    k1 1.5, b 0.75 (the floor a document side should never fall below: with the morphology query table,
-    NDCG@10 0.870 on msmarco_ko's held-out questions against 0.806 for binary bags, bench/query_table.md);
-    a query is its unique pieces weighted by `weights` (the query table), specials dropped."""
+    pieces with BM25's saturation and length normalisation (`saturation.saturated_documents`, the
+    floor a trained document side keeps: with the morphology query table, NDCG@10 0.870 on
+    msmarco_ko's held-out questions against 0.806 for binary bags, bench/query_table.md); a query is
+    its unique pieces weighted by `weights` (the query table), specials dropped."""
     special = set(tokenizer.all_special_ids)
-    doc_pieces = []
-    for start in range(0, len(doc_texts), 256):
-        ids = tokenizer(list(doc_texts[start : start + 256]), add_special_tokens=False)["input_ids"]
-        doc_pieces += [[t for t in row if t not in special] for row in ids]
-    dmat = saturated_documents(doc_pieces, len(weights))
+    dmat = saturated_documents(document_pieces(tokenizer, doc_texts), len(weights))
     qr, qc, qv = [], [], []
     for i, ids in enumerate(tokenizer(list(queries), add_special_tokens=False)["input_ids"] if queries else []):
         for t in sorted(set(ids) - special):
@@ -189,23 +183,6 @@ def idf_only_matrices(tokenizer, weights: np.ndarray, doc_texts: Sequence[str], 
                 qv.append(weights[t])
     qmat = sp.csr_matrix((np.array(qv, dtype=np.float32), (qr, qc)), shape=(len(queries), len(weights)))
     return dmat, qmat
-
-
-def saturated_documents(doc_pieces: Sequence[Sequence[int]], dim: int) -> sp.csr_matrix:
-    """Each document's token ids with BM25 saturation and length normalisation (`idf_only_matrices`)."""
-    lengths = np.array([len(p) for p in doc_pieces], dtype=np.float32)
-    average = max(float(lengths.mean()), 1e-9) if len(lengths) else 1.0
-    rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for i, pieces in enumerate(doc_pieces):
-        if not len(pieces):
-            continue
-        terms, tf = np.unique(np.asarray(pieces, dtype=np.int64), return_counts=True)
-        norm = IDF_ONLY_K1 * (1 - IDF_ONLY_B + IDF_ONLY_B * lengths[i] / average)
-        rows.append(np.full(len(terms), i))
-        cols.append(terms)
-        vals.append((tf * (IDF_ONLY_K1 + 1) / (tf + norm)).astype(np.float32))
-    data = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
-    return sp.csr_matrix(data, shape=(len(doc_pieces), dim), dtype=np.float32)
 
 
 def evaluation_vocabulary(tokenizer, doc_texts: Sequence[str], query_matrix) -> np.ndarray:

@@ -12,6 +12,9 @@ The recipe (defaults in sparse_model.SparseTrainingSettings, chosen on the two d
   sparse-model tuning sample implements it (IDF in the matching function, plain FLOPS on documents).
 - **Pivoted length normalisation** of document vectors with a learnt slope
   (sparse_assets.encoder.length_normalization): on KorQuAD it is worth more than any other change.
+- **A lexical floor** (sparse_assets.encoder.lexical_floor): the document's own pieces with BM25's
+  saturation sit under the head's expansion, in training as at search time, so the head learns what
+  to add to exact match rather than re-learning it, and cannot silence a piece the document holds.
 
 Two paths, one set of loss classes:
 - ``freeze_encoder=True`` (CPU default): the transformer's token states are computed once (and kept
@@ -47,11 +50,14 @@ from sparse_assets.encoder.sparse_model import (
     MlmHead,
     SparseTrainingSettings,
     TrainingReport,
+    add_document_floor,
     build_sparse_encoder,
+    document_floor_matrix,
     document_length_normalization,
     document_module,
     document_text,
     encode_documents,
+    fit_document_floor,
     idf_vector,
     padded_batches,
     prepare_mlm_folder,
@@ -191,6 +197,7 @@ def train_sparse_encoder(
         pivot = mean_document_tokens(tokenizer, texts, settings.max_length)
         query_weights = weights * query_scale  # the query side training starts from
         model = build_sparse_encoder(mlm, query_weights, settings, device=device, length_pivot=pivot, length_slope=slope)
+        fit_document_floor(model, texts)
 
         candidates = [list(teacher[teacher_key(p)]["candidates"]) for p in train]
         mixed = [mixed_scores(teacher[teacher_key(p)], settings.teacher_dense_weight) for p in train]
@@ -301,7 +308,7 @@ def validation_scores(model, documents, val, tokenizer, weights, settings, hidde
     qmat = encode_queries(model, [q["query"] for q in queries])
     vocabulary = evaluation_vocabulary(tokenizer, texts, qmat)
     if hidden is not None:
-        dmat = _matrix_from_states(model, hidden, vocabulary)
+        dmat = add_document_floor(model, texts, _matrix_from_states(model, hidden, vocabulary))
     else:
         dmat = encode_documents(model, texts, max_length=settings.max_length, vocabulary=vocabulary)
     row = evaluate_matrices(doc_ids, queries, dmat, qmat)
@@ -519,6 +526,7 @@ def _train_frozen(
         cache_limit_bytes=int(settings.hidden_cache_limit_gb * 2**30),
     )
     token_counts = torch.tensor([len(h) for h in hidden], device=device)
+    floor = document_floor_matrix(model, [doc_by_id[d["id"]] for d in documents])  # fixed: added, never trained
     corpus_vocab = np.unique(
         np.concatenate([np.asarray(tokenizer(doc_by_id[d["id"]], add_special_tokens=False, verbose=False)["input_ids"]) for d in documents])
     )
@@ -562,6 +570,8 @@ def _train_frozen(
         with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
             doc_w = _pooled_weights(head, [hidden[d] for d in docs], token_counts[docs], columns, activate, length)
         dq = doc_w[:, : len(cols)]
+        if floor is not None:  # the loss sees the documents as served; FLOPS below weighs the head's part only
+            dq = dq + torch.from_numpy(floor[docs][:, cols].toarray()).to(device)
         col_pos = {c: i for i, c in enumerate(cols)}
         entries = [(r, col_pos[tkn], tkn) for r, qi in enumerate(batch) for tkn in set(q_ids[qi]) if tkn in col_pos]
         q_emb = torch.zeros(len(batch), len(cols), device=device)
