@@ -1,14 +1,15 @@
-"""Probe for a document side that never does worse than its own words (issue 26, step 2), before any
-training change: each trained v1's document vectors plus lam x a floor, the document's own pieces with
-BM25 saturation (`saturation.saturated_documents`, IDF-only's document side), scored with v1's own query
-side on each set's tuning and held-out questions. The floor is scaled to the mean weight of v1's
-document vectors, so lam 1 gives both the same mean.
+"""The document floor's weight, checked on tuning questions (issue 26, step 2): each trained v1's
+document vectors plus lam x more of the floor, the document's own pieces with BM25 saturation
+(`saturation.saturated_documents`, IDF-only's document side), scored with v1's own query side on each
+set's tuning and held-out questions. The extra floor is scaled to the mean weight of v1's document
+vectors, so lam 1 gives both the same mean. lam 0 is the model as trained: with the floor in training
+(`document_floor`), a best lam near 0 on the tuning questions says the trained weight is right; before
+it (stop 34), this probe is what showed a floor was worth training in.
 
     nice .venv/bin/python bench/bench_document_floor.py [--sets korquad,msmarco]
 
 Needs the v1 models that bench_quality.py keeps (.cache/bench/v1_<set>): run it first. Nothing is
-retrained here; a floor added at inference only says whether training it in is worth doing. Writes
-bench/document_floor.json and .md.
+retrained here. Writes bench/document_floor.json and .md.
 """
 
 from __future__ import annotations
@@ -65,19 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     sets = {name: floor_ndcg(name, args.cache / f"v1_{name}") for name in names}
     finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
-        "# v1's documents plus a floor of their own pieces (BM25 saturation), at inference",
+        "# v1's documents plus lam x more of their own pieces (BM25 saturation), at inference",
         "",
         f"`{command}` — {finished}; NDCG@10, lam 0 is v1 as trained; tuning: the first {TUNING:,} tuning questions",
         "",
         "| set | questions | " + " | ".join(f"lam {lam:g}" for lam in LAMBDAS) + " |",
         "|---|---|" + "---|" * len(LAMBDAS),
     ]
+    picks = [""]
     for name, splits in sets.items():
         picked = max(LAMBDAS, key=splits["tuning"].get)
         for split, ndcg in splits.items():
             lines.append(f"| {name} | {split} | " + " | ".join(f"{ndcg[lam]:.4f}" for lam in LAMBDAS) + " |")
         gain = splits["held_out"][picked] - splits["held_out"][0.0]
-        lines.append(f"| {name} | picked on tuning: lam {picked:g}, held-out {gain:+.4f} | " + " | " * (len(LAMBDAS) - 1) + " |")
+        picks.append(f"- {name}: picked on tuning lam {picked:g}, held-out {gain:+.4f} against lam 0")
+    lines += picks
     results = {
         "command": command,
         "finished": finished,
