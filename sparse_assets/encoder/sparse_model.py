@@ -626,10 +626,9 @@ def encode_documents(model, texts: Sequence[str], max_length: int | None = None,
             rows.append(owner[idx][r.cpu().numpy()])
             cols.append(columns[c].cpu().numpy())
             vals.append(pooled[r, c].cpu().numpy())
-    if not rows:
-        return add_document_floor(model, texts, sp.csr_matrix((len(texts), dim), dtype=np.float32))
-    # several windows of one document are max-pooled (not summed)
-    matrix = _max_pool_rows(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(texts), dim))
+    matrix = sp.csr_matrix((len(texts), dim), dtype=np.float32)
+    if rows:  # several windows of one document are max-pooled (not summed)
+        matrix = _max_pool_rows(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(texts), dim))
     if length is not None:
         divisor = length.factor(torch.from_numpy(tokens).float()).detach().numpy()
         matrix = sp.diags((1.0 / divisor).astype(np.float32)) @ matrix
