@@ -133,7 +133,9 @@ def dense_and_teacher_rows(documents, queries, doc_vectors, query_vectors, dense
     return rows
 
 
-def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, out: Path) -> dict:
+def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, out: Path, variant: tuple[dict, dict] = ({}, {})) -> dict:
+    """Train the v1 recipe on `documents` into `out`; `variant` is (PseudoQuerySettings overrides,
+    SparseTrainingSettings overrides), none for the recipe itself."""
     from transformers import AutoTokenizer
 
     from sparse_assets.data.idf import TrendSettings
@@ -144,7 +146,7 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
     from sparse_assets.training.teacher import DenseEncoder, teacher_records
 
     t0 = time.perf_counter()
-    pairs = build_pairs(documents, PseudoQuerySettings())
+    pairs = build_pairs(documents, PseudoQuerySettings(**variant[0]))
     print(f"[{name}] {len(documents)} documents, {len(pairs)} pseudo-query pairs ({time.perf_counter() - t0:.0f}s)", flush=True)
     encoder = DenseEncoder(base)
     t1 = time.perf_counter()
@@ -154,7 +156,7 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
     teacher = {teacher_key(p): r.to_dict() for p, r in zip(pairs, records)}
     teacher_seconds = time.perf_counter() - t1
     idf = query_table(documents, AutoTokenizer.from_pretrained(str(base)), TrendSettings())[0].idf
-    settings = SparseTrainingSettings(hidden_cache_dir=str(cache))
+    settings = SparseTrainingSettings(hidden_cache_dir=str(cache), **variant[1])
     if steps:
         settings.steps = steps
     report = train_sparse_encoder(
@@ -172,7 +174,7 @@ def train_v1(name: str, documents, steps: int | None, base: Path, cache: Path, o
         **summary,
         "pairs": len(pairs),
         "teacher_seconds": round(teacher_seconds, 1),
-        "steps": settings.steps,
+        "steps": report.steps,  # after the epoch cap
         "doc_vectors": doc_vectors,
     }
 

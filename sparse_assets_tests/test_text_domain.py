@@ -1,12 +1,13 @@
 """Kiwi helpers, IDF, pseudo-queries, negatives, synonyms, held-out queries: plain domain code."""
 
 import math
+from collections import Counter
 
 import pytest
 
 from sparse_assets.data import bilingual_dictionary, evalset, idf
 from sparse_assets.data.corpus import CorpusFilter, Question, clean_documents, load_source
-from sparse_assets.data.korean import hangul_ratio, morphemes, nouns, sentences
+from sparse_assets.data.korean import hangul_ratio, morphemes, nouns, sentences, split_sentences
 from sparse_assets.evaluation.bm25 import KiwiBM25
 from sparse_assets.training import pairs
 from sparse_assets_tests.korquad_data import KORQUAD_DEV, MUSE_KO_EN
@@ -97,7 +98,8 @@ def test_pair_budget_keeps_the_noun_queries_and_tops_them_up_with_spans_in_order
     docs, _ = clean_documents(raw.documents[:40], CorpusFilter())
 
     def budget(**limits):
-        return pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(**{"max_pairs": 0, "span_fill_to": 0, **limits}))
+        fixed = {"span_count": "fixed", "max_pairs": 0, "span_fill_to": 0}  # 16 spans each, the most numerous kind
+        return pairs.pseudo_queries(docs, pairs.PseudoQuerySettings(**{**fixed, **limits}))
 
     everything = budget()
     position = {triple: i for i, triple in enumerate(everything)}
@@ -120,6 +122,23 @@ def test_pair_budget_keeps_the_noun_queries_and_tops_them_up_with_spans_in_order
     tight = budget(max_pairs=len(others) // 2)  # not even the noun queries fit
     assert len(tight) == len(others) // 2 and span_count(tight) == 0 and set(tight) <= set(others)
     assert budget(max_pairs=len(everything) + 1, span_fill_to=len(everything) + 1) == everything
+
+
+def test_uncovered_sentences_gives_a_document_one_span_per_sentence_its_noun_queries_leave():
+    raw = load_source(str(KORQUAD_DEV))
+    docs, _ = clean_documents(raw.documents[:40], CorpusFilter())
+    settings = pairs.PseudoQuerySettings(span_count="uncovered_sentences", max_pairs=0, span_fill_to=0, question_frame_share=0.0)
+    made = pairs.pseudo_queries(docs, settings)
+    usable = {
+        d["id"]: sum(len(s.split()) >= settings.min_span_words for s in sents)
+        for d, sents in zip(docs, split_sentences([d["text"] for d in docs]))
+    }
+    spans, noun_queries = Counter(p for _, p, k in made if k == "span"), Counter(p for _, p, k in made if k != "span")
+    expected = {d: max(0, n - noun_queries[d]) for d, n in usable.items()}
+    off = {d: spans[d] - want for d, want in expected.items() if spans[d] != want}
+    # exact but where a query was already made (deduplicated by text, so counted one short here)
+    assert len(off) <= len(docs) // 20 and all(abs(diff) == 1 for diff in off.values()), off
+    assert sum(spans.values()) > len(docs)  # KorQuAD paragraphs run past what their noun queries cover
 
 
 def test_question_frames_wrap_a_share_of_span_and_keynoun_queries_only():

@@ -6,11 +6,13 @@ How the pseudo-queries are made (one record per kind, per document, when the kin
 - ``keynoun``: the title plus the ``max_terms`` nouns of one other sentence (seeded choice) that are
   rarest in the corpus (highest document-frequency IDF), in sentence order; ``keynouns_per_document``
   of them, from different sentences where the document has them.
-- ``span``: ``spans_per_document`` word spans of the document's sentences (``min_span_words`` to
-  ``max_span_words`` words from a seeded start, each word then dropped with ``span_word_dropout``): the
-  function words, verbs and particles of a sentence as people write them in questions, which noun
-  queries never have. An unsupervised stand-in for real questions in the spirit of the Inverse Cloze
-  Task (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain Question Answering").
+- ``span``: word spans of the document's sentences (``min_span_words`` to ``max_span_words`` words
+  from a seeded start, each word then dropped with ``span_word_dropout``): the function words, verbs
+  and particles of a sentence as people write them in questions, which noun queries never have. An
+  unsupervised stand-in for real questions in the spirit of the Inverse Cloze Task (Lee et al., 2019,
+  "Latent Retrieval for Weakly Supervised Open Domain Question Answering"). ``span_count`` says how
+  many a document gets: ``spans_per_document`` each ("fixed"), or one for each of its sentences that
+  its noun queries leave ("uncovered_sentences").
 - **question frames**: a seeded ``question_frame_share`` of the span and key-noun queries is wrapped
   in a Korean question form (``QUESTION_FRAMES``: 무엇, 누구, 언제, 어디, 몇, 얼마, 이름 ... in the plain
   written form, "…인가?", and the polite spoken one, "…인가요?", "…나요?", "…입니까?", with a question
@@ -31,7 +33,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from sparse_assets.bounds import Ge, Le, Lt, check_bounds
 from sparse_assets.data.korean import nouns, split_sentences
@@ -92,6 +94,9 @@ class PseudoQuerySettings:
     # Spans only top the other kinds up to this many pairs (0: up to `max_pairs`): they are the filler of a
     # corpus too small to give enough noun queries (`_within_budget`).
     span_fill_to: Annotated[int, Ge(0)] = 16_000
+    # "fixed": `spans_per_document` each; "uncovered_sentences": one for each of the document's sentences
+    # beyond its noun queries (its usable sentences minus the title, lead and key-noun queries it gave)
+    span_count: Literal["fixed", "uncovered_sentences"] = "fixed"
     question_frame_share: Annotated[float, Ge(0), Le(1)] = 0.3
     seed: Annotated[int, Ge(0)] = 13
 
@@ -126,8 +131,15 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
     out: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for doc, sentences, per_sentence in zip(documents, doc_sentences, sentence_nouns):
-        for kind in settings.kinds:
-            for query in _make_queries(kind, doc, sentences, per_sentence, idf, title_counts, settings, rng):
+        made = [
+            (kind, _noun_queries(kind, doc, per_sentence, idf, title_counts, settings, rng))
+            for kind in settings.kinds
+            if kind not in EXTRACTIVE_KINDS
+        ]
+        if "span" in settings.kinds:
+            made.append(("span", _span_queries(sentences, _spans_for(sentences, sum(len(q) for _, q in made), settings), settings, rng)))
+        for kind, queries in made:
+            for query in queries:
                 if query in seen:
                     continue
                 seen.add(query)
@@ -143,12 +155,14 @@ def _within_budget(queries: list[tuple[str, str, str]], settings: PseudoQuerySet
     of the extractive spans while the pairs number fewer than `span_fill_to` (and `max_pairs`).
 
     Spans are the kind a document yields most of (16 each), and they pull the two dev sets apart
-    (their tuning questions, outside the benchmark's sample): KorQuAD's 960 paragraphs give 2,864
-    noun queries, and its questions need the spans (NDCG@10 0.948 without them, 0.956 with 8 per
-    paragraph up to 10,500 pairs, 0.959 with 16 per paragraph filling 16,000 pairs); msmarco_ko's
-    7,266 passages give 18,605 noun queries, and every share of spans measured cost its questions
-    (0.852 sampled in proportion, 0.870 topping up to 24,000, 0.892 with none). So the spans fill a
-    corpus too small for enough noun queries, and a large one trains on nouns alone."""
+    (their tuning questions, outside the benchmark's sample): KorQuAD's 960 paragraphs give 2,867 noun
+    queries, msmarco_ko's 7,266 passages 18,605, so the spans fill KorQuAD and a large corpus trains on
+    nouns alone. With the lexical floor (bench/span_mix.md, NDCG@10): KorQuAD's paragraphs no longer
+    need the spans (0.9568 without, 0.9573 filling 16,000, 0.9575 with one per uncovered sentence;
+    3,000 steps over the noun queries alone 0.9499), its sentence task does (0.8290 / 0.8381 /
+    0.8356), and msmarco_ko's questions still lose to them (0.9014 without, 0.8953 with one per
+    uncovered sentence, -0.0061 [-0.0084, -0.0037]). A count from each document's length is no better
+    than the fill line on either set."""
     rng = random.Random(settings.seed)
     others = [i for i, triple in enumerate(queries) if triple[2] not in EXTRACTIVE_KINDS]
     spans = [i for i, triple in enumerate(queries) if triple[2] in EXTRACTIVE_KINDS]
@@ -166,10 +180,9 @@ def _noun_idf(sentence_nouns: list[list[list[str]]]) -> dict[str, float]:
     return {noun: math.log(1 + n_docs / count) for noun, count in df.items()}
 
 
-def _make_queries(
+def _noun_queries(
     kind: str,
     doc: Document,
-    sentences: list[str],
     per_sentence: list[list[str]],
     idf: dict[str, float],
     title_counts: Counter,
@@ -181,11 +194,9 @@ def _make_queries(
     if kind == "lead":
         terms = list(dict.fromkeys(per_sentence[0]))[: settings.max_terms] if per_sentence else []
         return [" ".join(terms)] if len(terms) >= settings.min_terms else []
-    if kind == "keynoun":
-        candidates = [sent for sent in per_sentence[1:] if len(set(sent)) >= settings.min_terms]
-        picked = rng.sample(candidates, min(settings.keynouns_per_document, len(candidates)))
-        return [query for sentence in picked if (query := _keynoun_query(doc, sentence, idf, settings))]
-    return _span_queries(sentences, settings, rng)
+    candidates = [sent for sent in per_sentence[1:] if len(set(sent)) >= settings.min_terms]  # keynoun
+    picked = rng.sample(candidates, min(settings.keynouns_per_document, len(candidates)))
+    return [query for sentence in picked if (query := _keynoun_query(doc, sentence, idf, settings))]
 
 
 def _keynoun_query(doc: Document, sentence_nouns: list[str], idf: dict[str, float], settings: PseudoQuerySettings) -> str | None:
@@ -195,12 +206,19 @@ def _keynoun_query(doc: Document, sentence_nouns: list[str], idf: dict[str, floa
     return " ".join([doc["title"], *terms]).strip() if len(terms) >= settings.min_terms else None
 
 
-def _span_queries(sentences: list[str], settings: PseudoQuerySettings, rng: random.Random) -> list[str]:
-    """Word spans of seeded sentences (with replacement when the document has fewer sentences than
+def _spans_for(sentences: list[str], noun_queries: int, settings: PseudoQuerySettings) -> int:
+    """How many spans a document gets (`span_count`)."""
+    if settings.span_count == "fixed":
+        return settings.spans_per_document
+    return max(0, sum(len(s.split()) >= settings.min_span_words for s in sentences) - noun_queries)
+
+
+def _span_queries(sentences: list[str], count: int, settings: PseudoQuerySettings, rng: random.Random) -> list[str]:
+    """`count` word spans of seeded sentences (with replacement when the document has fewer sentences than
     spans), each word kept with probability 1 - span_word_dropout (at least min_span_words kept)."""
     usable = [s.split() for s in sentences if len(s.split()) >= settings.min_span_words]
     spans = []
-    for _ in range(settings.spans_per_document if usable else 0):
+    for _ in range(count if usable else 0):
         words = rng.choice(usable)
         length = rng.randint(settings.min_span_words, settings.max_span_words)
         start = rng.randint(0, max(0, len(words) - length))
