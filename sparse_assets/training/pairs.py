@@ -11,8 +11,8 @@ How the pseudo-queries are made (one record per kind, per document, when the kin
   and particles of a sentence as people write them in questions, which noun queries never have. An
   unsupervised stand-in for real questions in the spirit of the Inverse Cloze Task (Lee et al., 2019,
   "Latent Retrieval for Weakly Supervised Open Domain Question Answering"). ``span_count`` says how
-  many a document gets: ``spans_per_document`` each ("fixed"), or one for each of its sentences that
-  its noun queries leave ("uncovered_sentences").
+  many a document gets: ``spans_per_document`` each ("fixed"), or as many as it has sentences beyond
+  its noun queries ("uncovered_sentences"); either way each span's sentence is a seeded draw.
 - **question frames**: a seeded ``question_frame_share`` of the span and key-noun queries is wrapped
   in a Korean question form (``QUESTION_FRAMES``: 무엇, 누구, 언제, 어디, 몇, 얼마, 이름 ... in the plain
   written form, "…인가?", and the polite spoken one, "…인가요?", "…나요?", "…입니까?", with a question
@@ -94,7 +94,7 @@ class PseudoQuerySettings:
     # Spans only top the other kinds up to this many pairs (0: up to `max_pairs`): they are the filler of a
     # corpus too small to give enough noun queries (`_within_budget`).
     span_fill_to: Annotated[int, Ge(0)] = 16_000
-    # "fixed": `spans_per_document` each; "uncovered_sentences": one for each of the document's sentences
+    # "fixed": `spans_per_document` each; "uncovered_sentences": as many as the document has sentences
     # beyond its noun queries (its usable sentences minus the title, lead and key-noun queries it gave)
     span_count: Literal["fixed", "uncovered_sentences"] = "fixed"
     question_frame_share: Annotated[float, Ge(0), Le(1)] = 0.3
