@@ -137,7 +137,7 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
             if kind not in EXTRACTIVE_KINDS
         ]
         if "span" in settings.kinds:
-            made.append(("span", _span_queries(sentences, _spans_for(sentences, sum(len(q) for _, q in made), settings), settings, rng)))
+            made.append(("span", _span_queries(sentences, sum(len(q) for _, q in made), settings, rng)))
         for kind, queries in made:
             for query in queries:
                 if query in seen:
@@ -206,17 +206,12 @@ def _keynoun_query(doc: Document, sentence_nouns: list[str], idf: dict[str, floa
     return " ".join([doc["title"], *terms]).strip() if len(terms) >= settings.min_terms else None
 
 
-def _spans_for(sentences: list[str], noun_queries: int, settings: PseudoQuerySettings) -> int:
-    """How many spans a document gets (`span_count`)."""
-    if settings.span_count == "fixed":
-        return settings.spans_per_document
-    return max(0, sum(len(s.split()) >= settings.min_span_words for s in sentences) - noun_queries)
-
-
-def _span_queries(sentences: list[str], count: int, settings: PseudoQuerySettings, rng: random.Random) -> list[str]:
-    """`count` word spans of seeded sentences (with replacement when the document has fewer sentences than
-    spans), each word kept with probability 1 - span_word_dropout (at least min_span_words kept)."""
+def _span_queries(sentences: list[str], noun_queries: int, settings: PseudoQuerySettings, rng: random.Random) -> list[str]:
+    """Word spans of seeded sentences (with replacement when the document has fewer sentences than
+    spans), each word kept with probability 1 - span_word_dropout (at least min_span_words kept); as
+    many as `span_count` gives the document beside its `noun_queries`."""
     usable = [s.split() for s in sentences if len(s.split()) >= settings.min_span_words]
+    count = settings.spans_per_document if settings.span_count == "fixed" else max(0, len(usable) - noun_queries)
     spans = []
     for _ in range(count if usable else 0):
         words = rng.choice(usable)
