@@ -1,7 +1,10 @@
 """Engine settings: one function decides model, quantization, eager mode and env per machine."""
 
+import re
+
 import pytest
 
+from sparse_assets.llm.prompts import QUESTION_LINE
 from sparse_assets.llm.settings import (
     AARCH64_ENV,
     OFFLINE_MODEL,
@@ -80,8 +83,10 @@ def test_settings_round_trip_as_json_data():
 
 def test_sampling_per_style():
     cpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cpu"), n=4)
-    assert (cpu.n, cpu.stop, cpu.stop_kept, cpu.max_tokens, cpu.seed) == (4, ("\n",), ("?",), 40, None)
+    assert (cpu.n, cpu.stop, cpu.stop_kept, cpu.max_tokens, cpu.seed) == (4, ("\n",), ("?",), 48, None)
     assert cpu.top_p == 1.0 and cpu.top_k == 40  # no top-p: on the CPU it sorts the whole vocabulary every step
+    assert cpu.regex == QUESTION_LINE and re.fullmatch(cpu.regex, " 임종석을 검거한 경찰서는 어디인가?")
+    assert not any(re.fullmatch(cpu.regex, text) for text in (" 임종석은 검거되었다.", " 임종석은 검거되었다?", " 임종석은 누구\n?"))
     gpu = sampling_settings(engine_settings(machine="x86_64", accelerator="cuda"), n=4, json_schema={"type": "object"})
     assert gpu.n == 1 and gpu.max_tokens == 8192 and gpu.temperature == 0.6 and gpu.top_k == 20
     assert gpu.json_schema == {"type": "object"} and gpu.seed == 0

@@ -28,6 +28,7 @@ def test_each_filter_drops_and_counts_real_korean(documents):
         (kq0, " 임종석은 청량리경찰서에서 약 1시간 동안 조사를 받은 뒤 오전 9시 50분 경 인계되었나?"),  # copied
         (kq0, " 임종석을 검거한 경찰은 모두 몇 명이었고 어떤 장비로", "length"),  # cut by max_tokens
         (kq0, " 임종석은 1989년 12월에 검거되었다."),  # a statement, not a question
+        (kq0, " 임종석은 1989년 12월에 검거되었다?"),  # a statement with a question mark
         (kq0, " 임종석의 체포는 광합성과 어떤 관계인가?"),  # a few-shot term the document lacks
         (kq0, " Who arrested the student leader in 1989?"),  # not Korean
         (kq0, " 임종석?"),  # too short
@@ -48,7 +49,7 @@ def test_each_filter_drops_and_counts_real_korean(documents):
         "too_short": 1,
         "too_long": 1,
         "not_korean": 1,
-        "not_question": 1,
+        "not_question": 2,
         "fewshot_copy": 2,
         "copied_span": 1,
         "duplicate": 1,

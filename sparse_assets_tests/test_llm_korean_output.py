@@ -61,6 +61,8 @@ ENGINE_SCRIPT = textwrap.dedent(
     backend.start()
     requests = [{"id": d["id"], "prompt": fewshot_prompt(d["title"], d["text"])} for d in documents]
     head = backend.complete(requests, greedy)  # the Korean head: logits for the allowed tokens only
+    # a completion led into a statement ("이 문서는 …다."): it must still end as a question or be cut
+    led = backend.complete([{**r, "prompt": r["prompt"] + " 이 문서는"} for r in requests], greedy)
     prompts = [p["prompt_token_ids"] for p in backend._token_prompts(requests, greedy)]
     tokenizer = backend.llm.get_tokenizer()
     allowed = korean_output_tokens(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), tokenizer.all_special_ids, prompts)
@@ -77,6 +79,7 @@ ENGINE_SCRIPT = textwrap.dedent(
         "longest_copy": max(longest_copy(p, o.outputs[0].token_ids) for p, o in zip(prompts, masked)),
         "longest_copy_unbanned": max(longest_copy(p, o.outputs[0].token_ids) for p, o in zip(prompts, copying)),
         "head": [c["texts"][0] for c in head],
+        "completions": [(c["texts"][0], c["finish_reasons"][0]) for c in head + led],
         "masked": [o.outputs[0].text for o in masked],
         "masked_tokens_allowed": all(set(o.outputs[0].token_ids) <= set(allowed) for o in masked),
         "allowed": len(allowed),
@@ -93,8 +96,9 @@ ENGINE_SCRIPT = textwrap.dedent(
 def test_the_korean_head_samples_as_vllms_own_mask_does_and_no_question_copies_its_prompt():
     """Greedy questions from the head that computes the allowed tokens' logits only are the ones vLLM
     writes with the whole head and `allowed_token_ids`: the same distribution, for a fraction of the
-    output layer. Every token written is an allowed one, and no question repeats more than 4
-    consecutive tokens of its prompt (the copy ban, a vLLM logits processor)."""
+    output layer. Every token written is an allowed one, no question repeats more than 4
+    consecutive tokens of its prompt (the copy ban, a vLLM logits processor), and none ends as a
+    statement (the question line, vLLM's structured output)."""
     from sparse_assets_tests.korquad_data import five_documents
 
     run = subprocess.run(
@@ -112,6 +116,8 @@ def test_the_korean_head_samples_as_vllms_own_mask_does_and_no_question_copies_i
     out = json.loads(lines[0].removeprefix("RESULT "))
     assert out["head"] == out["masked"] and all(out["head"]), out
     assert out["masked_tokens_allowed"]
+    # structured output (QUESTION_LINE): a question ends at its "?" or is cut by max_tokens, never as a statement
+    assert all(text.endswith("?") or finish == "length" for text, finish in out["completions"]), out
     assert 4000 < out["allowed"] < out["vocabulary"] / 10, out["allowed"]
     # the questions copy at most max_copied_tokens (4) consecutive prompt tokens; greedy copies more without the ban
     assert out["longest_copy"] <= 4 < out["longest_copy_unbanned"], out

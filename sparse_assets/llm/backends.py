@@ -152,7 +152,11 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        structured = StructuredOutputsParams(json=sampling.json_schema) if sampling.json_schema else None
+        structured = None
+        if sampling.json_schema:
+            structured = StructuredOutputsParams(json=sampling.json_schema)
+        elif sampling.regex:
+            structured = StructuredOutputsParams(regex=sampling.regex)
         return SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,

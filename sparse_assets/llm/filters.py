@@ -3,7 +3,8 @@
 Order (a query is counted under the first filter it fails):
 ``parse_failure`` (and the parser's own reasons, e.g. ``malformed_json``, ``truncated_thinking``)
 -> ``truncated`` (a few-shot line cut by max_tokens) -> ``too_short`` / ``too_long`` ->
-``not_korean`` (Hangul share of letters) -> ``not_question`` (no question mark) -> ``fewshot_copy``
+``not_korean`` (Hangul share of letters) -> ``not_question`` (no question mark, or one after a
+declarative -다 ending) -> ``fewshot_copy``
 (copies a few-shot example, or uses one of its distinctive terms that the document lacks) ->
 ``copied_span`` (a long span copied from the document) ->
 ``duplicate`` (same normalised text as an accepted query, any document) -> ``roundtrip`` (the
@@ -106,10 +107,13 @@ def fewshot_leak(query: str, document: str, markers: Sequence[str] = FEWSHOT_MAR
 
 
 _QUESTION_END = re.compile(r"[?？][\s\"'”’)」』]*$")
+# "…했다?", "…이다?": a declarative sentence (the plain -다 ending) with a question mark put after it
+_DECLARATIVE_END = re.compile(r"다\s*[?？][\s\"'”’)」』]*$")
 
 
 def is_question(query: str) -> bool:
-    return bool(_QUESTION_END.search(query))
+    """Ends with a question mark, not after a declarative -다 ending."""
+    return bool(_QUESTION_END.search(query)) and not _DECLARATIVE_END.search(query)
 
 
 def bm25_ranker(documents: Sequence[Document], depth: int) -> Ranker:

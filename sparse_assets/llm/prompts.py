@@ -62,6 +62,10 @@ FEWSHOT_MARKERS: tuple[str, ...] = (
 )
 
 DOC_LABEL, QUESTION_LABEL = "문서", "질문"
+# What a few-shot completion may be, as vLLM's structured output: one line with no sentence end but its
+# closing "?", and that "?" not after a space or the declarative -다 ending ("…했다?" is a statement).
+# The model still chooses where the question ends; only the ways to end as a statement are closed.
+QUESTION_LINE = r"[^\n.?]+[^\n.?다 ]\?"
 
 
 def truncate(text: str, max_chars: int) -> str:

@@ -46,7 +46,7 @@ SyntheticQueriesConfig = config_from_settings(
     queries_per_document=(Annotated[int, Ge(1)], 3),
     max_doc_chars=(Annotated[int, Ge(50)], 600),  # the document is cut here in the prompt (CPU prefill time)
     temperature=(Annotated[float, Ge(0)] | None, None),  # None: the prompt style's default (0.7 few-shot, 0.6 Qwen3 thinking)
-    max_tokens=(Annotated[int, Ge(1)] | None, None),  # None: 40 few-shot, 8192 for a thinking model (trace first)
+    max_tokens=(Annotated[int, Ge(1)] | None, None),  # None: 48 few-shot, 8192 for a thinking model (trace first)
     **settings_fields(PseudoQuerySettings, "hard_negatives", "random_negatives", "bm25_depth", "seed"),
 )
 
