@@ -107,13 +107,12 @@ def fewshot_leak(query: str, document: str, markers: Sequence[str] = FEWSHOT_MAR
 
 
 _QUESTION_END = re.compile(r"[?？][\s\"'”’)」』]*$")
-# "…했다?", "…이다?": a declarative sentence (the plain -다 ending) with a question mark put after it
-_DECLARATIVE_END = re.compile(r"다\s*[?？][\s\"'”’)」』]*$")
 
 
 def is_question(query: str) -> bool:
-    """Ends with a question mark, not after a declarative -다 ending."""
-    return bool(_QUESTION_END.search(query)) and not _DECLARATIVE_END.search(query)
+    """Ends with a question mark, not after a declarative -다 ending ("…했다?" is a statement)."""
+    end = _QUESTION_END.search(query)
+    return bool(end) and not query[: end.start()].rstrip().endswith("다")
 
 
 def bm25_ranker(documents: Sequence[Document], depth: int) -> Ranker:
